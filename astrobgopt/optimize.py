@@ -1,0 +1,621 @@
+"""
+Fit a polyharmonic spline background to weighted samples by gradient descent.
+
+The fit runs in two stages:
+
+1. **Initialization.** Control points are placed on a grid or at random
+   (seeded). For fixed positions the spline is linear in the control-point
+   values, so the values are solved by (iteratively reweighted) weighted least
+   squares on the samples, with the chosen loss's weights. The optimizer
+   therefore starts close to the answer rather than from raw pixel values.
+2. **Optimization.** Adam moves the control points and changes their values to
+   minimize the loss. Steps run in chunks inside a compiled `tf.function`
+   (`tf.while_loop`), with early stopping (the best parameters are kept) and
+   a learning rate halved on plateaus.
+
+Coordinates are divided by the longest image side and values are
+standardized by a robust offset and spread, so the learning rate means the
+same thing for every image.
+
+Losses
+------
+``'robust'`` (default)
+    Tukey's biweight of the noise-normalized residual,
+    :math:`\\rho(u) = \\frac{c^2}{6}[1 - (1 - (u/c)^2)^3]` for
+    :math:`|u| < c` and :math:`c^2/6` beyond, with
+    :math:`u = \\sqrt{f}\\,(y - s)/\\sigma`, :math:`f` the usable fraction of a
+    block and :math:`\\sigma` the robust (MAD) scatter of full blocks. It is
+    quadratic for noise, so it has no offset bias, and gives zero weight to
+    residuals beyond :math:`c = 4\\sigma`: stars, galaxies and nebulae are
+    rejected as outliers. The initialization reaches it through a graduated
+    sequence (least squares, then a stiff biweight fit relaxed to the final
+    smoothness) so that a large, bright structure is peeled away instead of
+    being absorbed. Use it for photometry and for most astrophotographs.
+``'asymmetric'``
+    The seed tool's loss,
+    :math:`\\log(L_1 + V_c + \\alpha (O + N))`, where :math:`L_1` is the weighted
+    mean absolute residual, :math:`V_c` the variance across colour channels of
+    the mean residual (colour balance; 0 for one channel), :math:`O` the
+    weighted mean of :math:`\\max(s - y, 0)` (background overshooting the
+    image) and :math:`N` that of :math:`\\max(-s, 0)` (negative background).
+    It hugs the lower envelope of the data and expects a non-negative
+    background, so use it on stretched data (``stretch='mtf'``) as the seed
+    tool does.
+
+Both losses add a bending-energy penalty ``smoothing * trace(W^T K W)`` that
+keeps the surface smooth where no data constrain it.
+"""
+
+import functools
+import math
+from dataclasses import dataclass, field, asdict
+
+import numpy as np
+import tensorflow as tf
+
+from .spline import (SUPPORTED_ORDERS, apply_spline, apply_spline_grid, bending_energy,
+                     solve_spline)
+
+__all__ = ['FitConfig', 'SplineModel', 'fit_spline', 'LOSSES', 'INITIALIZERS',
+           'grid_control_points']
+
+#: Loss names understood by `fit_spline`.
+LOSSES = ('robust', 'asymmetric')
+#: Control-point initializers understood by `fit_spline`.
+INITIALIZERS = ('grid', 'random')
+
+# Tukey biweight cut-off in units of the noise: 4 sigma keeps ~99.99% of
+# Gaussian noise in play while rejecting anything brighter.
+_BIWEIGHT_C = 4.0
+# Gaussian MAD-to-sigma factor.
+_MAD_TO_SIGMA = 1.482602218505602
+# Reweighting iterations of the initialization (graduated, then final).
+_IRLS_GRADUATED = 5
+_IRLS_FINAL = 4
+# Factor by which the graduated initialization starts stiffer than asked.
+_GRADUATED_STIFFNESS = 1e4
+# Steps run per call of the compiled optimization loop.
+_STEPS_PER_CHUNK = 25
+_ADAM_BETA1, _ADAM_BETA2, _ADAM_EPSILON = 0.9, 0.999, 1e-7
+# Working precision of the Adam stage: float32 halves its cost on CPUs and
+# GPUs; the initialization and the final re-solve of the values run in
+# float64, so the answer keeps full precision.
+_OPTIMIZER_DTYPE = tf.float32
+# Fewest held-out (and training) samples for validation-based early stopping.
+_MIN_VALIDATION_SAMPLES = 50
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """
+    Options of the spline fit (validated on creation).
+
+    Parameters
+    ----------
+    n_points : int
+        Number of control points (>= 4). The grid initializer uses the
+        nearest grid of the image's aspect ratio, see `grid_control_points`.
+    order : int
+        Polyharmonic order (2: thin-plate, 3: cubic; see
+        `astrobgopt.spline.SUPPORTED_ORDERS`).
+    initializer : {'grid', 'random'}
+        Initial control-point placement.
+    loss : {'robust', 'asymmetric'}
+        Loss minimized (see the module notes).
+    alpha : float
+        Weight of the overshoot and negative-background penalties of the
+        ``'asymmetric'`` loss.
+    smoothing : float
+        Bending-energy penalty, relative to the data term (>= 0).
+    epochs : int
+        Maximum number of optimization steps (0 keeps the initialization).
+    learning_rate : float
+        Adam learning rate (coordinates in units of the longest image side,
+        values in units of the data's robust spread).
+    batch_size : int or None
+        Samples per step; None uses all samples (deterministic full batch).
+    patience : int
+        Steps without improvement before stopping early.
+    plateau_patience : int
+        Steps without improvement before halving the learning rate.
+    validation_fraction : float
+        Fraction of the samples held out of the optimization to decide when
+        to stop (in [0, 0.5]; 0 monitors the training loss).
+    seed : int
+        Seed for the random initializer and for mini-batches.
+    """
+
+    n_points: int = 32
+    order: int = 2
+    initializer: str = 'grid'
+    loss: str = 'robust'
+    alpha: float = 5.0
+    smoothing: float = 1e-3
+    epochs: int = 300
+    learning_rate: float = 1e-3
+    batch_size: int | None = None
+    patience: int = 15
+    plateau_patience: int = 5
+    validation_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self):
+        def check_int(name, minimum):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f'{name} must be an integer; got {value!r}')
+            if value < minimum:
+                raise ValueError(f'{name} must be >= {minimum}; got {value}')
+
+        check_int('n_points', 4)
+        check_int('epochs', 0)
+        check_int('patience', 1)
+        check_int('plateau_patience', 1)
+        check_int('seed', 0)
+        if self.batch_size is not None:
+            check_int('batch_size', 1)
+        if self.order not in SUPPORTED_ORDERS:
+            raise ValueError(f'order must be one of {SUPPORTED_ORDERS}; got {self.order!r}')
+        if self.initializer not in INITIALIZERS:
+            raise ValueError(f'initializer must be one of {INITIALIZERS}; '
+                             f'got {self.initializer!r}')
+        if self.loss not in LOSSES:
+            raise ValueError(f'loss must be one of {LOSSES}; got {self.loss!r}')
+        for name in ('alpha', 'smoothing'):
+            if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f'{name} must be a finite number >= 0; '
+                                 f'got {getattr(self, name)!r}')
+        if not 0 <= self.validation_fraction <= 0.5:
+            raise ValueError(f'validation_fraction must lie in [0, 0.5]; '
+                             f'got {self.validation_fraction!r}')
+        if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f'learning_rate must be positive; got {self.learning_rate!r}')
+
+    def to_dict(self):
+        """The options as a plain dict (for provenance records)."""
+        return asdict(self)
+
+
+def grid_control_points(shape, n_points):
+    """
+    Control points on a regular grid matching the image's aspect ratio.
+
+    The grid has ``nx * ny`` points with ``nx / ny`` close to the width/height
+    ratio; when ``n_points`` factors into such a grid (e.g. 256 = 16 x 16 on a
+    square image) exactly ``n_points`` are used, otherwise the nearest count
+    whose grid fits the aspect ratio within a factor 1.5. The outer points lie
+    on the image border, so corners are constrained.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Image shape (height, width).
+    n_points : int
+        Requested number of control points.
+
+    Returns
+    -------
+    points : `~numpy.ndarray`, shape (nx * ny, 2)
+        (x, y) pixel coordinates.
+    """
+    height, width = shape
+    aspect = width / height
+    best = None
+    for ny in range(2, n_points // 2 + 1):
+        nx = n_points // ny
+        if nx < 2:
+            break
+        mismatch = abs(math.log((nx / ny) / aspect))
+        exact = nx * ny == n_points
+        key = (not (exact and mismatch <= math.log(1.5)), abs(nx * ny - n_points), mismatch)
+        if best is None or key < best[0]:
+            best = (key, nx, ny)
+    if best is None or best[0][0]:
+        # No exact factorization near the aspect ratio: round a grid instead.
+        ny = max(2, round(math.sqrt(n_points / aspect)))
+        nx = max(2, round(n_points / ny))
+    else:
+        nx, ny = best[1], best[2]
+    xs = np.linspace(0, width - 1, nx)
+    ys = np.linspace(0, height - 1, ny)
+    yy, xx = np.meshgrid(ys, xs, indexing='ij')
+    return np.stack([xx.ravel(), yy.ravel()], axis=1)
+
+
+def _random_control_points(shape, n_points, seed):
+    rng = np.random.default_rng(seed)
+    height, width = shape
+    return rng.uniform([0, 0], [width - 1, height - 1], size=(n_points, 2))
+
+
+@dataclass
+class SplineModel:
+    """
+    A fitted spline background: control points and how to evaluate them.
+
+    Attributes
+    ----------
+    control_points : `~numpy.ndarray`, shape (n, 2)
+        Final (x, y) positions in full-resolution pixel coordinates.
+    control_values : `~numpy.ndarray`, shape (n, k)
+        Spline values at the control points, in the data units of the fit.
+    initial_control_points : `~numpy.ndarray`, shape (n, 2)
+        Positions before optimization.
+    order : int
+        Polyharmonic order.
+    loss_history : `~numpy.ndarray`, shape (n_steps + 1, 2)
+        Training and held-out loss at the initialization (first row) and at
+        each step.
+    noise_sigma : `~numpy.ndarray`, shape (k,)
+        Robust scatter of full-block residuals after the fit, in data units.
+    stop_reason : str
+        Why the optimization ended.
+    """
+
+    control_points: np.ndarray
+    control_values: np.ndarray
+    initial_control_points: np.ndarray
+    order: int
+    loss_history: np.ndarray
+    noise_sigma: np.ndarray
+    stop_reason: str
+    _length_scale: float = field(repr=False, default=1.0)
+    _weights: np.ndarray = field(repr=False, default=None)
+    _polynomial: np.ndarray = field(repr=False, default=None)
+
+    def __post_init__(self):
+        centers = tf.constant(self.control_points / self._length_scale, tf.float64)
+        weights, polynomial = solve_spline(centers, tf.constant(self.control_values, tf.float64),
+                                           order=self.order)
+        self._weights = weights.numpy()
+        self._polynomial = polynomial.numpy()
+
+    @property
+    def n_channels(self):
+        """Number of channels fitted together."""
+        return self.control_values.shape[1]
+
+    def evaluate(self, points):
+        """Evaluate at (x, y) points of shape (m, 2); returns (m, k) float64."""
+        scale = self._length_scale
+        return apply_spline(tf.constant(self.control_points / scale, tf.float64),
+                            tf.constant(self._weights), tf.constant(self._polynomial),
+                            tf.constant(np.asarray(points, dtype=np.float64) / scale),
+                            order=self.order).numpy()
+
+    def evaluate_image(self, shape, *, dtype=np.float32, out=None):
+        """
+        Evaluate on every pixel of an image of ``shape`` (height, width).
+
+        Memory stays bounded (rows are evaluated in chunks). Returns an array
+        of shape (height, width, k).
+        """
+        height, width = shape
+        scale = self._length_scale
+        return apply_spline_grid(self.control_points / scale, self._weights, self._polynomial,
+                                 np.arange(width) / scale, np.arange(height) / scale,
+                                 order=self.order, dtype=dtype, out=out)
+
+
+def _weighted_median(values, weights):
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])]
+
+
+def _robust_sigma(residual, fraction):
+    """MAD scatter of residuals scaled to a full block, per channel."""
+    scaled = residual * np.sqrt(fraction)[:, None]
+    centred = scaled - np.median(scaled, axis=0)
+    sigma = _MAD_TO_SIGMA * np.median(np.abs(centred), axis=0)
+    fallback = np.std(scaled, axis=0)
+    sigma = np.where(sigma > 0, sigma, fallback)
+    return np.where(sigma > 0, sigma, 1.0)
+
+
+def _biweight(u):
+    """IRLS weights psi(u)/u of Tukey's biweight."""
+    return np.where(np.abs(u) < _BIWEIGHT_C, (1 - (u / _BIWEIGHT_C) ** 2) ** 2, 0.0)
+
+
+def _design(centers, points, order):
+    """Matrix mapping control values to sample values, and the bending matrix."""
+    n_points = centers.shape[0]
+    identity = tf.eye(n_points, dtype=tf.float64)
+    weights, polynomial = solve_spline(centers, identity, order=order)
+    basis = apply_spline(centers, weights, polynomial, points, order=order)
+    # For an interpolating spline, w^T K w == v^T A11 v with A11 the weights
+    # per unit value: the bending energy as a quadratic form in the values.
+    bending = weights.numpy()
+    return basis.numpy(), 0.5 * (bending + bending.T)
+
+
+def _solve_values(basis, bending, target, row_weights, stiffness):
+    """Weighted least squares for control values, one channel per column."""
+    values = np.empty((basis.shape[1], target.shape[1]))
+    for channel in range(target.shape[1]):
+        weighted = basis * row_weights[:, channel, None]
+        normal = basis.T @ weighted
+        scale = np.trace(normal) / max(np.trace(bending), 1e-300)
+        lhs = normal + stiffness * scale * bending
+        values[:, channel] = np.linalg.lstsq(lhs, weighted.T @ target[:, channel],
+                                             rcond=None)[0]
+    return values
+
+
+def _initial_values(basis, bending, target, fraction, config, start=None):
+    """
+    Control values from the loss's reweighted least squares (see module notes).
+
+    ``start`` (control values already close to the answer) skips the
+    graduated stage and only polishes.
+    """
+    if start is not None:
+        values = start
+        for _ in range(_IRLS_FINAL):
+            residual = target - basis @ values
+            sigma = _robust_sigma(residual, fraction)
+            u = residual * np.sqrt(fraction)[:, None] / sigma
+            values = _solve_values(basis, bending, target, fraction[:, None] * _biweight(u),
+                                   config.smoothing)
+        return values, _robust_sigma(target - basis @ values, fraction)
+    weights = np.repeat(fraction[:, None], target.shape[1], axis=1)
+    values = _solve_values(basis, bending, target, weights, config.smoothing)
+    if config.loss == 'asymmetric':
+        # Iteratively reweighted L1: starts at the median surface.
+        for _ in range(_IRLS_FINAL):
+            residual = np.abs(target - basis @ values)
+            floor = 1e-3 * np.median(residual) + 1e-12
+            values = _solve_values(basis, bending, target,
+                                   fraction[:, None] / np.maximum(residual, floor),
+                                   config.smoothing)
+        return values, _robust_sigma(target - basis @ values, fraction)
+    # Graduated biweight: begin stiff so large bright structures stand out as
+    # outliers, then relax geometrically to the requested smoothness.
+    stiffness = config.smoothing * _GRADUATED_STIFFNESS + 1e-6
+    for stiffness in np.geomspace(stiffness, max(config.smoothing, 1e-12), _IRLS_GRADUATED):
+        residual = target - basis @ values
+        sigma = _robust_sigma(residual, fraction)
+        u = residual * np.sqrt(fraction)[:, None] / sigma
+        values = _solve_values(basis, bending, target, fraction[:, None] * _biweight(u),
+                               stiffness)
+    return _initial_values(basis, bending, target, fraction, config, start=values)
+
+
+def _objective(loss, order, centers, values, points, target, fraction, constants):
+    """The loss of control points ``centers`` with ``values`` on the samples."""
+    sigma, offset, spread, alpha, smoothing_scale = constants
+    weights, polynomial = solve_spline(centers, values, order=order)
+    model = apply_spline(centers, weights, polynomial, points, order=order)
+    bending = smoothing_scale * bending_energy(centers, weights, order=order)
+    if loss == 'robust':
+        u = (target - model) * tf.sqrt(fraction)[:, None] / sigma
+        c2 = _BIWEIGHT_C ** 2
+        rho = c2 / 6.0 * (1.0 - tf.pow(tf.nn.relu(1.0 - tf.square(u) / c2), 3))
+        usable = tf.cast(fraction > 0, rho.dtype)
+        return tf.reduce_sum(rho * usable[:, None]) / tf.reduce_sum(usable) + bending
+    # The seed tool's asymmetric loss, in the data units of the fit.
+    model_units = offset + spread * model
+    residual = spread * (target - model)
+    total = tf.reduce_sum(fraction)
+
+    def weighted_mean(term):
+        return tf.reduce_sum(term * fraction[:, None], axis=0) / total
+
+    l1 = tf.reduce_mean(weighted_mean(tf.abs(residual)))
+    overshoot = tf.reduce_mean(weighted_mean(tf.nn.relu(-residual)))
+    negative = tf.reduce_mean(weighted_mean(tf.nn.relu(-model_units)))
+    colour = tf.math.reduce_variance(weighted_mean(residual))
+    return tf.math.log(l1 + colour + alpha * (overshoot + negative) + 1e-30) + bending
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_chunk(loss, order, batch_size):
+    """
+    Compile up to ``n_steps`` Adam steps with early-stopping bookkeeping.
+
+    One compiled function serves every fit with the same loss, order and
+    batching; everything else arrives as tensors, so refits do not retrace.
+    The monitored loss is the loss on the held-out samples (``monitor``).
+    """
+
+    @tf.function(reduce_retracing=True)
+    def run_chunk(params, moments, best, state, lr, train, monitor, constants, seed, n_steps,
+                  patience, plateau_patience):
+        # state: [steps done, steps since improvement, steps since lr change]
+        n_samples = tf.shape(train[0])[0]
+        zero = tf.zeros((), _OPTIMIZER_DTYPE)
+
+        def body(i, params, moments, best, state, lr, losses):
+            step = tf.cast(state[0], tf.int32)
+            if batch_size is None:
+                batch = train
+            else:
+                index = tf.random.stateless_uniform([batch_size], seed=tf.stack([seed, step]),
+                                                    maxval=n_samples, dtype=tf.int32)
+                batch = tuple(tf.gather(item, index) for item in train)
+            with tf.GradientTape() as tape:
+                tape.watch(params)
+                loss_value = _objective(loss, order, params[0], params[1], *batch, constants)
+            grads = tape.gradient(loss_value, params)
+            monitored = _objective(loss, order, params[0], params[1], *monitor, constants)
+            improved = monitored < best[0] - 1e-6 * tf.abs(best[0])
+            best = (tf.where(improved, monitored, best[0]),
+                    [tf.where(improved, p, b) for p, b in zip(params, best[1])])
+            t = tf.cast(step + 1, _OPTIMIZER_DTYPE)
+            new_params, new_moments = [], []
+            for p, g, (m, v) in zip(params, grads, moments):
+                m = _ADAM_BETA1 * m + (1 - _ADAM_BETA1) * g
+                v = _ADAM_BETA2 * v + (1 - _ADAM_BETA2) * tf.square(g)
+                step_size = lr * tf.sqrt(1 - _ADAM_BETA2 ** t) / (1 - _ADAM_BETA1 ** t)
+                new_params.append(p - step_size * m / (tf.sqrt(v) + _ADAM_EPSILON))
+                new_moments.append((m, v))
+            wait = tf.where(improved, zero, state[1] + 1)
+            plateau = tf.where(improved, zero, state[2] + 1)
+            reduce_lr = plateau >= plateau_patience
+            lr = tf.where(reduce_lr, 0.5 * lr, lr)
+            plateau = tf.where(reduce_lr, zero, plateau)
+            state = tf.stack([state[0] + 1, wait, plateau])
+            return (i + 1, new_params, new_moments, best, state, lr,
+                    losses.write(i, tf.stack([loss_value, monitored])))
+
+        def cond(i, params, moments, best, state, lr, losses):
+            return tf.logical_and(i < n_steps, state[1] < patience)
+
+        losses = tf.TensorArray(_OPTIMIZER_DTYPE, size=0, dynamic_size=True, element_shape=[2])
+        _, params, moments, best, state, lr, losses = tf.while_loop(
+            cond, body, (tf.constant(0), params, moments, best, state, lr, losses))
+        return params, moments, best, state, lr, losses.stack()
+
+    return run_chunk
+
+
+def _split_validation(n_samples, fraction, seed):
+    """Boolean flags of the held-out samples (none when too few to be useful)."""
+    n_held = int(round(fraction * n_samples))
+    if n_held < _MIN_VALIDATION_SAMPLES or n_samples - n_held < _MIN_VALIDATION_SAMPLES:
+        return np.zeros(n_samples, dtype=bool)
+    held = np.zeros(n_samples, dtype=bool)
+    held[np.random.default_rng(seed).choice(n_samples, n_held, replace=False)] = True
+    return held
+
+
+def fit_spline(points, values, weights, shape, config=FitConfig(), *, initial_values=None,
+               progress=None, progress_desc='spline fit'):
+    """
+    Fit a spline surface to weighted samples of an image.
+
+    Parameters
+    ----------
+    points : `~numpy.ndarray`, shape (m, 2)
+        Sample positions (x, y) in full-resolution pixel coordinates.
+    values : `~numpy.ndarray`, shape (m,) or (m, k)
+        Sample values (``k`` channels share the control points).
+    weights : `~numpy.ndarray`, shape (m,)
+        Sample weights in (0, 1]: the usable fraction of each block.
+    shape : tuple of int
+        Full-resolution image shape (height, width): the domain of the
+        control points.
+    config : `FitConfig`, optional
+        Fit options.
+    initial_values : `~numpy.ndarray`, shape (n, k), optional
+        Control values (data units) of an earlier fit with the same initial
+        control points, to start the robust initialization from.
+    progress : bool or None, optional
+        Show a progress bar: True always, False never, None only when the
+        optimization runs longer than two seconds.
+    progress_desc : str, optional
+        Label of the progress bar.
+
+    Returns
+    -------
+    model : `SplineModel`
+
+    Notes
+    -----
+    A fraction ``config.validation_fraction`` of the samples (chosen with
+    ``config.seed``) is held out of the optimization; early stopping watches
+    the loss on them, so the optimizer stops when moving the control points
+    no longer generalizes (with many control points it would otherwise fit
+    noise and faint sources). With the robust loss the values are finally
+    re-solved on all samples at the chosen positions.
+    """
+    from tqdm.auto import tqdm
+
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[:, None]
+    points = np.asarray(points, dtype=np.float64)
+    fraction = np.asarray(weights, dtype=np.float64)
+    if len(points) < config.n_points + 3:
+        raise ValueError(
+            f'only {len(points)} usable samples for {config.n_points} control points: '
+            'use fewer control points (n_points), a smaller downscale factor, or mask less')
+
+    if config.initializer == 'grid':
+        initial = grid_control_points(shape, config.n_points)
+    else:
+        initial = _random_control_points(shape, config.n_points, config.seed)
+    length_scale = float(max(shape))
+
+    # Standardize: values in units of their robust spread around the median.
+    offset = np.median(values, axis=0)
+    spread = _MAD_TO_SIGMA * np.median(np.abs(values - offset), axis=0)
+    spread = np.where(spread > 0, spread, np.where(np.ptp(values, axis=0) > 0,
+                                                   np.ptp(values, axis=0), 1.0))
+    target = (values - offset) / spread
+    scaled_points = points / length_scale
+    start = None if initial_values is None else (initial_values - offset) / spread
+
+    held = (_split_validation(len(points), config.validation_fraction, config.seed)
+            if config.epochs > 0 else np.zeros(len(points), dtype=bool))
+    train = ~held
+    centers = tf.constant(initial / length_scale, tf.float64)
+    basis, bending = _design(centers, tf.constant(scaled_points), config.order)
+    control, sigma = _initial_values(basis[train], bending, target[train], fraction[train],
+                                     config, start=start)
+
+    history = np.full((1, 2), np.nan)
+    stop_reason = 'epochs=0: initialization only'
+    final_centers = initial / length_scale
+    if config.epochs > 0:
+        # The bending penalty is expressed relative to the data term, as in
+        # the initialization, so `smoothing` means the same in both stages.
+        normal_scale = (np.trace(basis.T @ (basis * fraction[:, None])) / len(fraction))
+        smoothing_scale = config.smoothing * normal_scale / max(np.trace(bending), 1e-300)
+        if config.loss == 'robust':
+            smoothing_scale *= 0.5 / float(np.mean(sigma)) ** 2
+        n_train = int(train.sum())
+        batch_size = (config.batch_size if config.batch_size is not None
+                      and config.batch_size < n_train else None)
+        run_chunk = _compiled_chunk(config.loss, config.order, batch_size)
+        dtype = _OPTIMIZER_DTYPE
+        constants = tuple(tf.constant(item, dtype) for item in
+                          (sigma, offset, spread, config.alpha, smoothing_scale))
+        subsets = [tuple(tf.constant(item[rows], dtype)
+                         for item in (scaled_points, target, fraction))
+                   for rows in (train, held if held.any() else train)]
+        params = [tf.constant(initial / length_scale, dtype), tf.constant(control, dtype)]
+        moments = [(tf.zeros_like(p), tf.zeros_like(p)) for p in params]
+        initial_losses = [_objective(config.loss, config.order, *params, *subset, constants)
+                          for subset in subsets]
+        history = [[float(loss) for loss in initial_losses]]
+        best = (initial_losses[1], list(params))
+        state = tf.zeros(3, dtype)
+        lr = tf.constant(config.learning_rate, dtype)
+        seed = tf.constant(config.seed, tf.int32)
+        patience = tf.constant(config.patience, dtype)
+        plateau_patience = tf.constant(config.plateau_patience, dtype)
+        bar = tqdm(total=config.epochs, desc=progress_desc, unit='step',
+                   disable=progress is False, delay=0 if progress else 2.0, leave=False)
+        with bar:
+            while True:
+                n_steps = min(_STEPS_PER_CHUNK, config.epochs - int(state[0]))
+                params, moments, best, state, lr, losses = run_chunk(
+                    params, moments, best, state, lr, *subsets, constants, seed,
+                    tf.constant(n_steps), patience, plateau_patience)
+                history.extend(losses.numpy().tolist())
+                bar.update(len(losses))
+                if state[1] >= config.patience:
+                    stop_reason = (f'early stop: held-out loss did not improve in '
+                                   f'{config.patience} steps')
+                    break
+                if int(state[0]) >= config.epochs:
+                    stop_reason = f'reached epochs={config.epochs}'
+                    break
+        final_centers = best[1][0].numpy().astype(np.float64)
+        control = best[1][1].numpy().astype(np.float64)
+        basis, bending = _design(tf.constant(final_centers), tf.constant(scaled_points),
+                                 config.order)
+        if config.loss == 'robust' and held.any():
+            control, _ = _initial_values(basis, bending, target, fraction, config, start=control)
+        sigma = _robust_sigma(target - basis @ control, fraction)
+
+    return SplineModel(control_points=final_centers * length_scale,
+                       control_values=offset + spread * control,
+                       initial_control_points=initial,
+                       order=config.order,
+                       loss_history=np.asarray(history),
+                       noise_sigma=sigma * spread,
+                       stop_reason=stop_reason,
+                       _length_scale=length_scale)

@@ -1,0 +1,301 @@
+"""
+Polyharmonic splines with a linear polynomial tail, solved and applied in
+TensorFlow.
+
+This replaces ``tensorflow_addons.image.interpolate_spline`` (which no longer
+imports with Keras 3). The interpolant through control points :math:`c_i` with
+values :math:`f_i` is
+
+.. math::
+
+    s(x) = \\sum_i w_i \\, \\phi(\\lVert x - c_i \\rVert) + a_0 + a^T x,
+
+with :math:`\\phi(r) = r^k` for odd order :math:`k` and
+:math:`\\phi(r) = r^k \\log r` for even order (order 2 is the thin-plate
+spline). The weights solve
+
+.. math::
+
+    \\begin{pmatrix} K + \\lambda I & P \\\\ P^T & 0 \\end{pmatrix}
+    \\begin{pmatrix} w \\\\ a \\end{pmatrix} =
+    \\begin{pmatrix} f \\\\ 0 \\end{pmatrix},
+
+where :math:`K_{ij} = \\phi(\\lVert c_i - c_j \\rVert)`, :math:`P = [1, c]` and
+:math:`\\lambda` is the smoothing (regularization) term. This is the same
+system that `scipy.interpolate.RBFInterpolator` solves with ``degree=1``.
+
+Everything here is differentiable with respect to both the control-point
+positions and their values, which is what the background fit optimizes.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ['interpolate_spline', 'solve_spline', 'apply_spline', 'apply_spline_grid',
+           'bending_energy', 'SUPPORTED_ORDERS']
+
+#: Spline orders implemented: 1 (r), 2 (r^2 log r), 3 (r^3), 4 (r^4 log r).
+SUPPORTED_ORDERS = (1, 2, 3, 4)
+
+# Floor on squared distances: keeps log() and sqrt() finite (and their
+# gradients free of NaN) where a query point sits exactly on a control point.
+_MIN_SQUARED_DISTANCE = {tf.float32: 1e-20, tf.float64: 1e-60}
+
+# Working memory for one chunk of a full-image evaluation, in array elements
+# (the kernel values of rows x width x n_points); 4 Mi elements is 16 MB in
+# float32, a few such temporaries exist at once.
+_GRID_CHUNK_ELEMENTS = 4 * 1024 * 1024
+
+
+def _check_order(order):
+    if order not in SUPPORTED_ORDERS:
+        raise ValueError(f'order must be one of {SUPPORTED_ORDERS}; got {order!r}')
+
+
+def _kernel(squared_distance, order):
+    """Polyharmonic radial basis function evaluated from squared distances."""
+    floor = _MIN_SQUARED_DISTANCE[squared_distance.dtype]
+    r2 = tf.maximum(squared_distance, floor)
+    # Integer powers as products: tf.pow is several times slower on CPU.
+    if order % 2 == 0:
+        # r^k log r == 0.5 * r2^(k/2) * log(r2)
+        power = r2 if order == 2 else r2 * r2
+        return 0.5 * power * tf.math.log(r2)
+    r = tf.sqrt(r2)
+    return r if order == 1 else r2 * r
+
+
+def _squared_distance(points_a, points_b):
+    """Pairwise squared Euclidean distances, shape (len(a), len(b))."""
+    diff = points_a[:, None, :] - points_b[None, :, :]
+    return tf.reduce_sum(tf.square(diff), axis=-1)
+
+
+def _with_ones(points):
+    """The linear polynomial basis [1, x, y, ...] at each point."""
+    ones = tf.ones_like(points[:, :1])
+    return tf.concat([ones, points], axis=1)
+
+
+def solve_spline(centers, values, *, order=2, regularization=0.0):
+    """
+    Solve for the weights of the polyharmonic spline through control points.
+
+    Parameters
+    ----------
+    centers : `tf.Tensor`, shape (n, d)
+        Control-point coordinates.
+    values : `tf.Tensor`, shape (n, k)
+        Values at the control points (``k`` independent channels).
+    order : int, optional
+        Spline order, one of `SUPPORTED_ORDERS`.
+    regularization : float, optional
+        Smoothing added to the diagonal of the kernel matrix; 0 interpolates.
+
+    Returns
+    -------
+    weights : `tf.Tensor`, shape (n, k)
+        Radial-basis weights :math:`w`.
+    polynomial : `tf.Tensor`, shape (d + 1, k)
+        Coefficients :math:`(a_0, a)` of the linear tail.
+    """
+    _check_order(order)
+    # Dynamic sizes: compiled callers relax the number of points to None.
+    n_points = tf.shape(centers)[0]
+    n_dims = centers.shape[1]
+    kernel = _kernel(_squared_distance(centers, centers), order)
+    if regularization:
+        kernel += tf.cast(regularization, centers.dtype) * tf.eye(n_points, dtype=centers.dtype)
+    poly = _with_ones(centers)
+    top = tf.concat([kernel, poly], axis=1)
+    bottom = tf.concat([tf.transpose(poly),
+                        tf.zeros((n_dims + 1, n_dims + 1), dtype=centers.dtype)], axis=1)
+    lhs = tf.concat([top, bottom], axis=0)
+    rhs = tf.concat([values, tf.zeros(tf.stack([n_dims + 1, tf.shape(values)[1]]),
+                                       dtype=values.dtype)], axis=0)
+    solution = tf.linalg.solve(lhs, rhs)
+    return solution[:n_points], solution[n_points:]
+
+
+def apply_spline(centers, weights, polynomial, query_points, *, order=2):
+    """
+    Evaluate a solved polyharmonic spline at arbitrary points.
+
+    Parameters
+    ----------
+    centers : `tf.Tensor`, shape (n, d)
+        Control-point coordinates.
+    weights, polynomial : `tf.Tensor`
+        The output of `solve_spline`.
+    query_points : `tf.Tensor`, shape (m, d)
+        Where to evaluate.
+    order : int, optional
+        Spline order used in `solve_spline`.
+
+    Returns
+    -------
+    values : `tf.Tensor`, shape (m, k)
+    """
+    kernel = _kernel(_squared_distance(query_points, centers), order)
+    return tf.matmul(kernel, weights) + tf.matmul(_with_ones(query_points), polynomial)
+
+
+def bending_energy(centers, weights, *, order=2):
+    """
+    Bending energy ``sum_k w_k^T K w_k`` of a solved spline.
+
+    For the thin-plate spline this is proportional to the integral of the
+    squared second derivatives over the plane: a measure of how far the
+    surface departs from a plane. It is zero for a linear surface.
+
+    Parameters
+    ----------
+    centers : `tf.Tensor`, shape (n, d)
+        Control-point coordinates.
+    weights : `tf.Tensor`, shape (n, k)
+        Radial-basis weights from `solve_spline`.
+    order : int, optional
+        Spline order.
+
+    Returns
+    -------
+    energy : `tf.Tensor`, scalar
+    """
+    kernel = _kernel(_squared_distance(centers, centers), order)
+    return tf.reduce_sum(weights * tf.matmul(kernel, weights))
+
+
+@tf.function(reduce_retracing=True)
+def _grid_rows(y, x, centers, weights, polynomial, order):
+    """Spline values on the grid rows ``y`` x columns ``x`` (2-D centers)."""
+    # Squared distances separate into row and column terms, so the
+    # (rows, width, n) tensor is built from two small ones by broadcasting.
+    dy2 = tf.square(y[:, None] - centers[None, :, 1])
+    dx2 = tf.square(x[:, None] - centers[None, :, 0])
+    kernel = _kernel(dy2[:, None, :] + dx2[None, :, :], order)
+    radial = tf.einsum('rwn,nk->rwk', kernel, weights)
+    linear = (polynomial[0][None, None, :]
+              + x[None, :, None] * polynomial[1][None, None, :]
+              + y[:, None, None] * polynomial[2][None, None, :])
+    return radial + linear
+
+
+def apply_spline_grid(centers, weights, polynomial, x, y, *, order=2, out=None,
+                      dtype=np.float32):
+    """
+    Evaluate a 2-D spline on a full regular grid in bounded memory.
+
+    The grid is processed in blocks of rows so that the kernel tensor never
+    exceeds a few tens of megabytes, whatever the image size.
+
+    Parameters
+    ----------
+    centers : array-like, shape (n, 2)
+        Control points as (x, y), in the same coordinates as ``x`` and ``y``.
+    weights, polynomial : array-like
+        The output of `solve_spline` (shapes (n, k) and (3, k)).
+    x, y : 1-D array-like
+        Column and row coordinates of the grid.
+    order : int, optional
+        Spline order.
+    out : `~numpy.ndarray`, shape (len(y), len(x), k), optional
+        Where to write the result.
+    dtype : dtype, optional
+        Working precision for the evaluation and dtype of a new ``out``.
+
+    Returns
+    -------
+    values : `~numpy.ndarray`, shape (len(y), len(x), k)
+    """
+    _check_order(order)
+    tf_dtype = tf.as_dtype(np.dtype(dtype))
+    centers = tf.constant(np.asarray(centers), dtype=tf_dtype)
+    weights = tf.constant(np.asarray(weights), dtype=tf_dtype)
+    polynomial = tf.constant(np.asarray(polynomial), dtype=tf_dtype)
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if out is None:
+        out = np.empty((len(y), len(x), weights.shape[1]), dtype=dtype)
+    x_tensor = tf.constant(x, dtype=tf_dtype)
+    rows_per_chunk = max(1, _GRID_CHUNK_ELEMENTS // max(1, len(x) * centers.shape[0]))
+    for start in range(0, len(y), rows_per_chunk):
+        stop = min(start + rows_per_chunk, len(y))
+        y_chunk = tf.constant(y[start:stop], dtype=tf_dtype)
+        out[start:stop] = _grid_rows(y_chunk, x_tensor, centers, weights, polynomial,
+                                     order).numpy()
+    return out
+
+
+def _as_tensor(array, dtype):
+    return tf.cast(tf.convert_to_tensor(array), dtype)
+
+
+def interpolate_spline(train_points, train_values, query_points, *, order=2,
+                       regularization=0.0):
+    """
+    Interpolate scattered data with a polyharmonic spline.
+
+    Parameters
+    ----------
+    train_points : array-like or `tf.Tensor`, shape (n, d)
+        Control-point coordinates.
+    train_values : array-like or `tf.Tensor`, shape (n,) or (n, k)
+        Values at the control points; a 2-D array holds ``k`` channels that
+        share the control points.
+    query_points : array-like or `tf.Tensor`, shape (m, d)
+        Points at which to evaluate the spline.
+    order : {1, 2, 3, 4}, optional
+        Polyharmonic order: 1 is :math:`r`, 2 the thin-plate spline
+        :math:`r^2 \\log r`, 3 is :math:`r^3`, 4 is :math:`r^4 \\log r`.
+    regularization : float, optional
+        Smoothing: 0 interpolates exactly; larger values trade fidelity at the
+        control points for a smoother surface (as ``smoothing`` in
+        `scipy.interpolate.RBFInterpolator`).
+
+    Returns
+    -------
+    values : `~numpy.ndarray` or `tf.Tensor`, shape (m,) or (m, k)
+        A NumPy array when every input was NumPy (or a sequence); a tensor
+        when any input was a tensor, so that gradients flow to the control
+        points and their values. The dtype is float64 when any input is
+        float64, otherwise float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astrobgopt.spline import interpolate_spline
+    >>> points = np.array([[0., 0.], [1., 0.], [0., 1.], [1., 1.], [0.5, 0.5]])
+    >>> values = np.array([0., 1., 1., 2., 1.5])
+    >>> interpolate_spline(points, values, points).round(6)
+    array([0. , 1. , 1. , 2. , 1.5])
+    """
+    inputs = (train_points, train_values, query_points)
+    return_tensor = any(tf.is_tensor(item) or isinstance(item, tf.Variable) for item in inputs)
+    dtypes = {tf.as_dtype(item.dtype) if hasattr(item, 'dtype') else tf.float64
+              for item in inputs}
+    dtype = tf.float64 if tf.float64 in dtypes else tf.float32
+
+    centers = _as_tensor(train_points, dtype)
+    values = _as_tensor(train_values, dtype)
+    queries = _as_tensor(query_points, dtype)
+    if centers.shape.rank != 2:
+        raise ValueError(f'train_points must have shape (n, d); got {tuple(centers.shape)}')
+    if queries.shape.rank != 2 or queries.shape[1] != centers.shape[1]:
+        raise ValueError(f'query_points must have shape (m, {centers.shape[1]}); '
+                         f'got {tuple(queries.shape)}')
+    squeeze = values.shape.rank == 1
+    if squeeze:
+        values = values[:, None]
+    if values.shape.rank != 2 or values.shape[0] != centers.shape[0]:
+        raise ValueError(f'train_values must have shape ({centers.shape[0]},) or '
+                         f'({centers.shape[0]}, k); got {tuple(values.shape)}')
+    if centers.shape[0] < centers.shape[1] + 1:
+        raise ValueError(f'at least {centers.shape[1] + 1} control points are needed for '
+                         f'the linear tail in {centers.shape[1]} dimensions')
+
+    weights, polynomial = solve_spline(centers, values, order=order,
+                                       regularization=regularization)
+    result = apply_spline(centers, weights, polynomial, queries, order=order)
+    if squeeze:
+        result = result[:, 0]
+    return result if return_tensor else result.numpy()

@@ -1,0 +1,5 @@
+"""Test-session settings: quiet TensorFlow, headless matplotlib."""
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('MPLBACKEND', 'agg')

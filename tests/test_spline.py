@@ -1,0 +1,115 @@
+"""The TensorFlow polyharmonic spline against SciPy's RBFInterpolator."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from numpy.testing import assert_allclose
+from scipy.interpolate import RBFInterpolator
+
+from astrobgopt import spline
+from astrobgopt.spline import (apply_spline, apply_spline_grid, interpolate_spline,
+                               solve_spline)
+
+
+@pytest.fixture
+def scattered():
+    rng = np.random.default_rng(3)
+    centers = rng.uniform(0, 1, (40, 2))
+    values = rng.normal(size=(40, 3))
+    queries = rng.uniform(-0.2, 1.2, (300, 2))  # includes extrapolation
+    return centers, values, queries
+
+
+@pytest.mark.parametrize('order, kernel', [(2, 'thin_plate_spline'), (3, 'cubic')])
+@pytest.mark.parametrize('smoothing', [0.0, 1e-2])
+def test_matches_scipy(scattered, order, kernel, smoothing):
+    centers, values, queries = scattered
+    expected = RBFInterpolator(centers, values, kernel=kernel, degree=1,
+                               smoothing=smoothing)(queries)
+    result = interpolate_spline(centers, values, queries, order=order,
+                                regularization=smoothing)
+    assert isinstance(result, np.ndarray) and result.dtype == np.float64
+    assert_allclose(result, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+
+
+def test_order_one_matches_scipy_linear(scattered):
+    # SciPy's 'linear' kernel is -r: the same interpolant when not smoothing.
+    centers, values, queries = scattered
+    expected = RBFInterpolator(centers, values, kernel='linear', degree=1)(queries)
+    assert_allclose(interpolate_spline(centers, values, queries, order=1), expected,
+                    rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize('order', [1, 2, 3, 4])
+def test_interpolates_and_reproduces_planes(scattered, order):
+    centers, _, queries = scattered
+    values = np.sin(3 * centers[:, 0]) + centers[:, 1] ** 2
+    assert_allclose(interpolate_spline(centers, values, centers, order=order), values,
+                    atol=1e-8)
+    plane = 0.5 - 2 * centers[:, 0] + 3 * centers[:, 1]
+    expected = 0.5 - 2 * queries[:, 0] + 3 * queries[:, 1]
+    assert_allclose(interpolate_spline(centers, plane, queries, order=order), expected,
+                    atol=1e-8)
+
+
+def test_one_dimensional_values_and_float32(scattered):
+    centers, values, queries = scattered
+    full = interpolate_spline(centers, values[:, 1], queries)
+    assert full.shape == (300,)
+    single = interpolate_spline(centers.astype(np.float32), values[:, 1].astype(np.float32),
+                                queries.astype(np.float32))
+    assert single.dtype == np.float32
+    assert_allclose(single, full, atol=2e-3 * np.abs(full).max())
+
+
+def test_gradients_flow_to_positions_and_values(scattered):
+    centers, values, queries = scattered
+    c = tf.Variable(centers)
+    v = tf.Variable(values)
+    q = tf.constant(queries)
+    with tf.GradientTape() as tape:
+        out = tf.reduce_sum(tf.sin(interpolate_spline(c, v, q)))
+    grad_c, grad_v = tape.gradient(out, [c, v])
+    assert tf.is_tensor(out)
+    # Compare with central finite differences on one coordinate of each.
+    def total(cc, vv):
+        return np.sum(np.sin(interpolate_spline(cc, vv, queries)))
+
+    def central_difference(array, index, func, eps=1e-6):
+        up, down = array.copy(), array.copy()
+        up[index] += eps
+        down[index] -= eps
+        return (func(up) - func(down)) / (2 * eps)
+
+    assert_allclose(grad_c.numpy()[5, 0],
+                    central_difference(centers, (5, 0), lambda cc: total(cc, values)),
+                    rtol=1e-4)
+    assert_allclose(grad_v.numpy()[7, 2],
+                    central_difference(values, (7, 2), lambda vv: total(centers, vv)),
+                    rtol=1e-4)
+
+
+def test_grid_evaluation_in_chunks_matches_pointwise(scattered, monkeypatch):
+    centers, values, _ = scattered
+    weights, polynomial = solve_spline(tf.constant(centers), tf.constant(values))
+    x = np.linspace(-0.1, 1.1, 37)
+    y = np.linspace(0, 1, 23)
+    monkeypatch.setattr(spline, '_GRID_CHUNK_ELEMENTS', 37 * 40 * 3)  # 3 rows a chunk
+    grid = apply_spline_grid(centers, weights.numpy(), polynomial.numpy(), x, y,
+                             dtype=np.float64)
+    yy, xx = np.meshgrid(y, x, indexing='ij')
+    points = tf.constant(np.stack([xx.ravel(), yy.ravel()], axis=1))
+    expected = apply_spline(tf.constant(centers), weights, polynomial, points).numpy()
+    assert grid.shape == (23, 37, 3)
+    assert_allclose(grid.reshape(-1, 3), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_bad_input():
+    points = np.random.default_rng(0).random((10, 2))
+    with pytest.raises(ValueError, match='order'):
+        interpolate_spline(points, points[:, 0], points, order=5)
+    with pytest.raises(ValueError, match='query_points'):
+        interpolate_spline(points, points[:, 0], points[:, :1])
+    with pytest.raises(ValueError, match='train_values'):
+        interpolate_spline(points, points[:4, 0], points)
+    with pytest.raises(ValueError, match='at least 3'):
+        interpolate_spline(points[:2], points[:2, 0], points)
