@@ -11,5 +11,7 @@ except ImportError:  # not installed: running from a bare source tree
     __version__ = '0.0.0'
 
 from .background import SplineOptBackground, SplineOptBackgroundResult  # noqa: E402
+from .interpolator import SplineOptInterpolator, spline_background  # noqa: E402
 
-__all__ = ['SplineOptBackground', 'SplineOptBackgroundResult']
+__all__ = ['SplineOptBackground', 'SplineOptBackgroundResult', 'SplineOptInterpolator',
+           'spline_background']

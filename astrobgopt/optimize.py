@@ -338,8 +338,11 @@ def _solve_values(basis, bending, target, row_weights, stiffness):
         normal = basis.T @ weighted
         scale = np.trace(normal) / max(np.trace(bending), 1e-300)
         lhs = normal + stiffness * scale * bending
-        values[:, channel] = np.linalg.lstsq(lhs, weighted.T @ target[:, channel],
-                                             rcond=None)[0]
+        rhs = weighted.T @ target[:, channel]
+        try:
+            values[:, channel] = np.linalg.solve(lhs, rhs)
+        except np.linalg.LinAlgError:  # no data and no smoothing constrain some values
+            values[:, channel] = np.linalg.lstsq(lhs, rhs, rcond=None)[0]
     return values
 
 
@@ -419,7 +422,9 @@ def _compiled_chunk(loss, order, batch_size):
     The monitored loss is the loss on the held-out samples (``monitor``).
     """
 
-    @tf.function(reduce_retracing=True)
+    # autograph=False: the loop is an explicit tf.while_loop and the Python
+    # branches are static, so source conversion would only add tracing time.
+    @tf.function(reduce_retracing=True, autograph=False)
     def run_chunk(params, moments, best, state, lr, train, monitor, constants, seed, n_steps,
                   patience, plateau_patience):
         # state: [steps done, steps since improvement, steps since lr change]

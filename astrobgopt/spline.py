@@ -165,7 +165,7 @@ def bending_energy(centers, weights, *, order=2):
     return tf.reduce_sum(weights * tf.matmul(kernel, weights))
 
 
-@tf.function(reduce_retracing=True)
+@tf.function(reduce_retracing=True, autograph=False)
 def _grid_rows(y, x, centers, weights, polynomial, order):
     """Spline values on the grid rows ``y`` x columns ``x`` (2-D centers)."""
     # Squared distances separate into row and column terms, so the

@@ -1,0 +1,246 @@
+"""
+The spline as a photutils `~photutils.background.Background2D` interpolator,
+and a path that needs no interpolator keyword (photutils 4.0 removes it).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.units import Quantity
+
+from .optimize import FitConfig, SplineModel, fit_spline
+
+__all__ = ['SplineOptInterpolator', 'SplineMeshBackground', 'spline_background']
+
+# With n_points=None the interpolator uses about one control point for this
+# many mesh boxes, between 4 and 256 points.
+_BOXES_PER_POINT = 16
+_MAX_AUTO_POINTS = 256
+
+
+def _box_centres(n_boxes, box):
+    """Pixel coordinates of the mesh box centres along one axis."""
+    return np.arange(n_boxes) * box + (box - 1) / 2.0
+
+
+class SplineOptInterpolator:
+    """
+    Interpolate a `~photutils.background.Background2D` mesh with a spline
+    fitted by gradient descent.
+
+    Use it as ``Background2D(data, box_size, interpolator=SplineOptInterpolator())``.
+    The low-resolution mesh (one robust statistic per box) becomes the
+    samples of the fit: control points of a polyharmonic spline are placed
+    on a grid, initialized by robust least squares and refined with Adam
+    (see `astrobgopt.optimize`). Boxes whose value is an outlier (a bright
+    source the box statistic did not reject) get no weight.
+
+    photutils 3.0 deprecates the ``interpolator`` keyword and plans to
+    remove it in 4.0; `spline_background` gives the same model from the
+    public attributes of a ``Background2D`` and keeps working then.
+
+    Parameters
+    ----------
+    n_points : int or None, optional
+        Number of control points; None uses one per 16 mesh boxes (4 to
+        256).
+    order : {1, 2, 3, 4}, optional
+        Polyharmonic order (2: thin-plate).
+    initializer : {'grid', 'random'}, optional
+        Initial placement of the control points.
+    loss : {'robust', 'asymmetric'}, optional
+        Loss of the fit (see `astrobgopt.optimize`).
+    smoothing : float, optional
+        Bending-energy penalty relative to the data term.
+    epochs : int, optional
+        Maximum number of Adam steps.
+    learning_rate : float, optional
+        Adam learning rate.
+    patience : int, optional
+        Steps without improvement of the held-out loss before stopping.
+    validation_fraction : float, optional
+        Fraction of boxes held out for early stopping.
+    seed : int, optional
+        Seed of the random initializer and the held-out split.
+    progress : bool or None, optional
+        Progress bar (off by default: photutils calls the interpolator for
+        the background and again for the RMS).
+
+    Notes
+    -----
+    Box centres are at ``index * box_size + (box_size - 1) / 2`` as in
+    photutils. ``Background2D`` recomputes ``background`` on every access;
+    keep the array in a variable rather than reading the attribute twice.
+    """
+
+    def __init__(self, *, n_points=None, order=2, initializer='grid', loss='robust',
+                 smoothing=1e-3, epochs=300, learning_rate=1e-3, patience=15,
+                 validation_fraction=0.2, seed=0, progress=False):
+        self.n_points = n_points
+        self.progress = progress
+        # Validate every option now, with a placeholder point count for 'auto'.
+        self._config = FitConfig(n_points=4 if n_points is None else n_points, order=order,
+                                 initializer=initializer, loss=loss, smoothing=smoothing,
+                                 epochs=epochs, learning_rate=learning_rate, patience=patience,
+                                 validation_fraction=validation_fraction, seed=seed)
+
+    def __repr__(self):
+        options = {key: value for key, value in self._config.to_dict().items()
+                   if key != 'n_points'}
+        text = ', '.join(f'{key}={value!r}' for key, value in options.items())
+        return f'{type(self).__name__}(n_points={self.n_points!r}, {text})'
+
+    def __call__(self, mesh, **kwargs):
+        """
+        Resize a low-resolution mesh to the full image (photutils' convention).
+
+        Parameters
+        ----------
+        mesh : 2-D `~numpy.ndarray` or `~astropy.units.Quantity`
+            The low-resolution background (or RMS) mesh.
+        **kwargs
+            Passed by ``Background2D``: ``shape`` (full image shape),
+            ``dtype`` and ``box_size`` are used; other keys that photutils
+            versions pass (``edge_method``, ``n_threads``) are accepted
+            and ignored.
+
+        Returns
+        -------
+        result : 2-D `~numpy.ndarray`
+            A new, writable array of ``shape`` and ``dtype`` (units are
+            stripped; ``Background2D`` re-applies them).
+        """
+        for key in ('shape', 'box_size'):
+            if key not in kwargs:
+                raise TypeError(f'{type(self).__name__} needs the {key!r} keyword that '
+                                'photutils Background2D passes to its interpolator')
+        image, _ = self.interpolate(mesh, shape=kwargs['shape'], box_size=kwargs['box_size'],
+                                    dtype=kwargs.get('dtype'))
+        return image
+
+    def interpolate(self, mesh, *, shape, box_size, dtype=None, weights=None):
+        """
+        Fit the spline to a mesh and evaluate it on the full image.
+
+        Parameters
+        ----------
+        mesh : 2-D array-like or `~astropy.units.Quantity`
+            Mesh values, one per box.
+        shape : tuple of int
+            Full image shape (height, width).
+        box_size : int or tuple of int
+            Box size (ny, nx) in pixels.
+        dtype : dtype, optional
+            Output dtype (float32 when None or not a float type).
+        weights : 2-D array-like, optional
+            Weight of each box in [0, 1] (e.g. the fraction of its pixels
+            used); 0 excludes a box. Non-finite mesh values get no weight.
+
+        Returns
+        -------
+        image : `~numpy.ndarray`
+            The background at full resolution (no units).
+        model : `~astrobgopt.optimize.SplineModel` or None
+            The fitted spline (None for a constant mesh).
+        """
+        mesh = np.asanyarray(mesh)
+        if isinstance(mesh, Quantity):
+            mesh = mesh.value
+        mesh = np.asarray(mesh, dtype=np.float64)
+        if mesh.ndim != 2:
+            raise ValueError(f'the mesh must be 2-D; got shape {mesh.shape}')
+        dtype = np.dtype(dtype) if dtype is not None else np.dtype(np.float32)
+        if dtype.kind != 'f':
+            dtype = np.dtype(np.float32)
+        box_y, box_x = np.broadcast_to(np.atleast_1d(box_size), 2)
+
+        box_weights = np.ones(mesh.shape) if weights is None else np.asarray(weights, float)
+        if box_weights.shape != mesh.shape:
+            raise ValueError(f'weights must have the mesh shape {mesh.shape}; '
+                             f'got {box_weights.shape}')
+        usable = np.isfinite(mesh) & (box_weights > 0)
+        if not usable.any():
+            raise ValueError('no mesh box has a finite value with non-zero weight')
+        values = mesh[usable]
+        if np.ptp(values) == 0:
+            return np.full(shape, values[0], dtype=dtype), None
+
+        n_points = self.n_points
+        if n_points is None:
+            n_points = int(np.clip(usable.sum() // _BOXES_PER_POINT, 4, _MAX_AUTO_POINTS))
+        if usable.sum() < n_points + 3:
+            raise ValueError(
+                f'the mesh has {usable.sum()} usable boxes, too few for {n_points} control '
+                f'points (at least n_points + 3 are needed): use fewer control points '
+                f'(n_points) or a smaller box_size')
+        yy, xx = np.meshgrid(_box_centres(mesh.shape[0], box_y),
+                             _box_centres(mesh.shape[1], box_x), indexing='ij')
+        points = np.stack([xx[usable], yy[usable]], axis=1)
+        config = FitConfig(**{**self._config.to_dict(), 'n_points': n_points})
+        model = fit_spline(points, values, np.clip(box_weights[usable], 0, 1), tuple(shape),
+                           config, progress=self.progress, progress_desc='mesh spline fit')
+        image = model.evaluate_image(tuple(shape), dtype=np.float32)[..., 0]
+        return image.astype(dtype, copy=False), model
+
+
+@dataclass
+class SplineMeshBackground:
+    """
+    Spline background and RMS images from a ``Background2D`` mesh.
+
+    Attributes
+    ----------
+    background, background_rms : `~numpy.ndarray` or `~astropy.units.Quantity`
+        Full-resolution images (with the mesh's unit, if any).
+    background_model, background_rms_model : `~astrobgopt.optimize.SplineModel` or None
+        The fitted splines (None where a mesh was constant).
+    """
+
+    background: np.ndarray
+    background_rms: np.ndarray
+    background_model: SplineModel | None
+    background_rms_model: SplineModel | None
+
+
+def spline_background(bkg, *, shape, interpolator=None):
+    """
+    Spline background from a `~photutils.background.Background2D`, using
+    only its public attributes.
+
+    This does what ``Background2D(..., interpolator=SplineOptInterpolator())``
+    does, but needs no ``interpolator`` keyword (deprecated in photutils 3.0,
+    to be removed in 4.0), and it weights each box by the fraction of its
+    pixels that photutils used (``n_pixels_mesh``): boxes that photutils
+    excluded get no weight instead of contributing their inverse-distance
+    fill.
+
+    Parameters
+    ----------
+    bkg : `~photutils.background.Background2D`
+        A Background2D built with its default interpolator.
+    shape : tuple of int
+        Shape of the image ``bkg`` was computed on (``data.shape``).
+    interpolator : `SplineOptInterpolator`, optional
+        Fit options (default: ``SplineOptInterpolator()``).
+
+    Returns
+    -------
+    result : `SplineMeshBackground`
+
+    Examples
+    --------
+    >>> from photutils.background import Background2D  # doctest: +SKIP
+    >>> bkg = Background2D(data, 10, mask=mask)  # doctest: +SKIP
+    >>> spline = spline_background(bkg, shape=data.shape)  # doctest: +SKIP
+    >>> residual = data - spline.background  # doctest: +SKIP
+    """
+    interpolator = SplineOptInterpolator() if interpolator is None else interpolator
+    box_y, box_x = np.broadcast_to(np.atleast_1d(bkg.box_size), 2)
+    weights = np.clip(np.asarray(bkg.n_pixels_mesh, dtype=float) / (box_y * box_x), 0, 1)
+    images, models = [], []
+    for mesh in (bkg.background_mesh, bkg.background_rms_mesh):
+        image, model = interpolator.interpolate(mesh, shape=shape, box_size=(box_y, box_x),
+                                                dtype=np.asarray(mesh).dtype, weights=weights)
+        images.append(image * mesh.unit if isinstance(mesh, Quantity) else image)
+        models.append(model)
+    return SplineMeshBackground(images[0], images[1], models[0], models[1])
