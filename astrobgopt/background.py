@@ -6,12 +6,14 @@ gradient-descent spline fit.
 import dataclasses
 import math
 import time
+import warnings
 
 import numpy as np
 from astropy.nddata import NDData
 from astropy.table import QTable
 from astropy.units import Quantity
 from astropy.utils import lazyproperty
+from astropy.utils.exceptions import AstropyUserWarning
 
 from .downsample import DOWNSCALE_FUNCTIONS, block_reduce_masked
 from .optimize import FitConfig, fit_spline
@@ -36,6 +38,10 @@ _EXTENDED_SIGNIFICANCE = 3.0
 _EXTENDED_LEVEL = 0.5
 _EXTENDED_GROW = 0.5
 _EXTENDED_ROUNDS = 3
+# The masking never leaves fewer than this fraction of the usable blocks (nor
+# fewer than 4 samples per control point): in a crowded field (a globular
+# cluster filling the frame) everything looks extended, and the fit needs data.
+_EXTENDED_MIN_KEPT = 0.25
 # Efficiency of the median relative to the mean for Gaussian noise: the
 # median of n pixels scatters sqrt(pi / 2) times more than their mean.
 _MEDIAN_NOISE_FACTOR = math.sqrt(math.pi / 2)
@@ -368,6 +374,15 @@ class SplineOptBackground:
             smoothed = ndimage.gaussian_filter(z, _EXTENDED_SMOOTH) / np.maximum(norm, 1e-12)
             flagged = _grow_regions(usable & (smoothed > threshold), _EXTENDED_GROW) & usable
             if np.array_equal(flagged | excess, excess):
+                break
+            kept = np.count_nonzero(usable & ~(excess | flagged))
+            if kept < max(_EXTENDED_MIN_KEPT * np.count_nonzero(usable),
+                          4 * (self.config.n_points + 3)):
+                warnings.warn(
+                    f'extended-object masking would leave only {kept} of '
+                    f'{np.count_nonzero(usable)} blocks (a crowded field?); it stopped after '
+                    f'masking {np.count_nonzero(excess)}. Pass a mask of the objects, or '
+                    'mask_extended=False.', AstropyUserWarning)
                 break
             excess |= flagged
         return np.where(excess, 0, weights), model.control_values
