@@ -1,0 +1,299 @@
+"""
+Pixel masks for the background fit: ds9/CRTF regions, value thresholds and
+their combination.
+
+Every mask here is a boolean array of the image's shape in which True means
+*masked*: the pixel is left out of the background fit.
+"""
+
+import os
+import warnings
+
+import numpy as np
+from astropy.nddata import NDData
+from astropy.units import Quantity
+from astropy.utils.exceptions import AstropyUserWarning
+
+__all__ = ['regions_to_mask', 'read_regions', 'threshold_mask', 'combine_masks']
+
+# Region file formats by file-name ending (lower case).
+_REGION_FORMATS = {'.reg': 'ds9', '.crtf': 'crtf'}
+# Messages of the ds9 reader's warnings about display properties only (colour,
+# width, duplicated keys): the region itself is read, so these stay warnings.
+# Every other reader warning means a line was skipped, which would silently
+# leave an object in the fit, so it is an error.
+_HARMLESS_READER_WARNINGS = ('DS9 "', 'Found duplicate metadata')
+
+
+def regions_to_mask(regions, shape, *, wcs=None, format=None):
+    """
+    Rasterize regions into a boolean mask (True = masked).
+
+    Regions are applied in order, with ds9's include/exclude semantics:
+    an include region (the default) masks the pixels it covers, an exclude
+    region (a leading ``-`` in a ds9 file, ``meta['include']`` false)
+    unmasks them again. A ``-circle`` after a ``box`` thus cuts a hole in
+    the box; an exclude region before any include region has no effect.
+
+    A pixel belongs to a region when its centre lies inside it
+    (``to_mask(mode='center')``). Regions without an area (points, lines,
+    text labels, which ds9 files often carry as annotations) are skipped
+    with an `~astropy.utils.exceptions.AstropyUserWarning`.
+
+    Parameters
+    ----------
+    regions : str, path-like, `regions.Regions`, `regions.Region` or list of `regions.Region`
+        A ds9 (``.reg``) or CASA (``.crtf``) region file, or region objects
+        in pixel or sky coordinates. ds9 pixel coordinates are 1-based;
+        the `regions` reader converts them to 0-based pixel indices.
+    shape : tuple of int
+        The (ny, nx) shape of the image.
+    wcs : `~astropy.wcs.WCS`, optional
+        Celestial WCS of the image, required for sky regions.
+    format : {'ds9', 'crtf'}, optional
+        Region file format; inferred from the extension when omitted.
+
+    Returns
+    -------
+    mask : `~numpy.ndarray` of bool
+        The mask, True inside the (net) regions.
+
+    Raises
+    ------
+    ValueError
+        If a region file cannot be read or parsed (the message names the
+        file and the failure), if a sky region is given without a WCS, or
+        if ``shape`` is not two-dimensional.
+    TypeError
+        If ``regions`` holds something that is not a region.
+    """
+    shape = _validate_shape(shape)
+    mask = np.zeros(shape, dtype=bool)
+    for region in _as_region_list(regions, format=format):
+        include = bool(region.meta.get('include', True))
+        region_mask = _rasterize(region, shape, wcs)
+        if region_mask is None:
+            continue
+        if include:
+            mask |= region_mask
+        else:
+            mask &= ~region_mask
+    return mask
+
+
+def _validate_shape(shape):
+    try:
+        shape = tuple(int(n) for n in shape)
+    except TypeError as exc:
+        raise ValueError(f'shape must be a (ny, nx) tuple; got {shape!r}') from exc
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f'shape must be a (ny, nx) tuple of positive sizes; got {shape}')
+    return shape
+
+
+def _as_region_list(regions, *, format):
+    """Region objects from a file path, a `Regions`, one region or a list."""
+    from regions import Region, Regions
+
+    if isinstance(regions, (str, os.PathLike)):
+        return list(read_regions(regions, format=format))
+    if isinstance(regions, Region):
+        return [regions]
+    if isinstance(regions, (Regions, list, tuple)):
+        region_list = list(regions)
+        for item in region_list:
+            if not isinstance(item, Region):
+                raise TypeError(f'regions must hold region objects; got {type(item).__name__} '
+                                f'({item!r})')
+        return region_list
+    raise TypeError('regions must be a region file path, a regions.Regions, a region or a '
+                    f'list of regions; got {type(regions).__name__}')
+
+
+def read_regions(path, *, format=None):
+    """
+    Read a ds9 or CRTF region file, failing on anything it cannot parse.
+
+    The `regions` readers skip lines they cannot parse with a warning; a
+    skipped exclusion region would silently leave an object in the
+    background fit, so here every such warning is turned into an error.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The region file.
+    format : {'ds9', 'crtf'}, optional
+        File format; inferred from the extension (``.reg``, ``.crtf``)
+        when omitted.
+
+    Returns
+    -------
+    regions : `regions.Regions`
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the format cannot be inferred or the file cannot be parsed.
+    """
+    from regions import Regions
+
+    path = os.fspath(path)
+    if format is None:
+        format = _REGION_FORMATS.get(os.path.splitext(path)[1].lower())
+        if format is None:
+            raise ValueError(f'cannot tell the format of region file {path!r} from its '
+                             f'extension (known: {", ".join(_REGION_FORMATS)}); pass '
+                             "format='ds9' or format='crtf'")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'region file {path!r} does not exist')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        try:
+            regions = Regions.read(path, format=format)
+        except Exception as exc:
+            # The readers raise assorted exception types (TypeError for a
+            # missing parameter, ValueError for a bad number, parser errors).
+            raise ValueError(f'could not parse {format} region file {path!r}: {exc}') from exc
+    skipped = []
+    for warning in caught:
+        message = str(warning.message)
+        if message.startswith(_HARMLESS_READER_WARNINGS):
+            warnings.warn(f'{path}: {message}', AstropyUserWarning, stacklevel=2)
+        else:
+            skipped.append(message)
+    if skipped:
+        raise ValueError(f'could not parse {format} region file {path!r}: '
+                         + '; '.join(skipped))
+    return regions
+
+
+def _rasterize(region, shape, wcs):
+    """Boolean mask of one region (pixel centres inside), or None if it has no area."""
+    from regions import PixelRegion
+
+    if isinstance(region, PixelRegion):
+        pixel_region = region
+    elif wcs is None:
+        raise ValueError(f'{region!r} is in sky coordinates: pass wcs= (the image WCS) to '
+                         'convert it to pixels')
+    else:
+        pixel_region = region.to_pixel(wcs)
+    try:
+        region_mask = pixel_region.to_mask(mode='center')
+    except NotImplementedError:
+        warnings.warn(f'skipping {type(region).__name__}: points, lines and text labels have '
+                      'no area to mask',
+                      AstropyUserWarning, stacklevel=3)
+        return None
+    image = region_mask.to_image(shape)
+    # to_image returns None when the region lies entirely off the image.
+    if image is None:
+        return np.zeros(shape, dtype=bool)
+    return image > 0
+
+
+def threshold_mask(data, *, minimum=None, maximum=None):
+    """
+    Mask pixels outside the range [minimum, maximum].
+
+    Parameters
+    ----------
+    data : array-like, `~astropy.units.Quantity` or `~astropy.nddata.NDData`
+        The image.
+    minimum, maximum : float or `~astropy.units.Quantity`, optional
+        Pixels below ``minimum`` or above ``maximum`` are masked; a bound
+        that is None is not applied. With a unit-bearing ``data`` a
+        Quantity bound is converted to the data unit, and a plain number is
+        taken in the data unit.
+
+    Returns
+    -------
+    mask : `~numpy.ndarray` of bool
+        True where the pixel is outside the range. Non-finite pixels are
+        not flagged here (the background estimator masks them itself).
+
+    Raises
+    ------
+    ValueError
+        If ``minimum`` is greater than ``maximum``.
+    """
+    unit = None
+    if isinstance(data, NDData):
+        unit = data.unit
+        data = data.data
+    if isinstance(data, Quantity):
+        unit = data.unit
+        data = data.value
+    data = np.asarray(data)
+    low = _bound_value(minimum, unit, 'minimum')
+    high = _bound_value(maximum, unit, 'maximum')
+    if low is not None and high is not None and low > high:
+        raise ValueError(f'minimum ({minimum}) must not exceed maximum ({maximum})')
+    mask = np.zeros(data.shape, dtype=bool)
+    with np.errstate(invalid='ignore'):
+        if low is not None:
+            mask |= data < low
+        if high is not None:
+            mask |= data > high
+    return mask
+
+
+def _bound_value(bound, unit, name):
+    """A threshold as a plain number in the data unit."""
+    if bound is None:
+        return None
+    if isinstance(bound, Quantity):
+        if unit is None:
+            raise ValueError(f'{name} has a unit ({bound.unit}) but the data have none')
+        return bound.to_value(unit)
+    return float(bound)
+
+
+def combine_masks(*masks, shape):
+    """
+    Combine masks with a logical OR, ignoring those that are None.
+
+    Parameters
+    ----------
+    *masks : array-like or None
+        Boolean masks (True = masked) or numeric masks of zeros and ones,
+        each of the image's shape.
+    shape : tuple of int
+        The image shape every mask must have.
+
+    Returns
+    -------
+    mask : `~numpy.ndarray` of bool
+        True where any mask is set (all False when every mask is None).
+
+    Raises
+    ------
+    TypeError
+        If a mask is neither boolean nor numeric.
+    ValueError
+        If a mask has another shape, or numeric values other than 0 and 1.
+    """
+    shape = tuple(shape)
+    combined = np.zeros(shape, dtype=bool)
+    for index, mask in enumerate(masks):
+        if mask is not None:
+            combined |= _as_boolean_mask(mask, shape, f'mask #{index + 1}')
+    return combined
+
+
+def _as_boolean_mask(mask, shape, name):
+    mask = np.asarray(mask)
+    if mask.shape != shape:
+        raise ValueError(f'{name} has shape {mask.shape}, but the image has shape {shape}')
+    if mask.dtype == bool:
+        return mask
+    if mask.dtype.kind not in 'iuf':
+        raise TypeError(f'{name} must be boolean (True = masked) or numeric 0/1; got dtype '
+                        f'{mask.dtype}')
+    if not np.all((mask == 0) | (mask == 1)):
+        raise ValueError(f'{name} has values other than 0 and 1; pass a boolean mask '
+                         '(e.g. mask > 0) or, for fractional weights, give it to the '
+                         'estimator directly')
+    return mask.astype(bool)

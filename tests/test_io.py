@@ -1,0 +1,237 @@
+"""Tests of astrobgopt.io: FITS/XISF/TIFF reading and atomic writing."""
+
+import os
+from pathlib import Path
+
+import astropy
+import astropy.units as u
+import ccdproc
+import numpy as np
+import pytest
+import tifffile
+import xisf
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
+from astropy.wcs import WCS
+
+from astrobgopt import __version__
+from astrobgopt.io import cast_like, image_format, read_ccddata, read_image, write_image
+
+M13_DIR = Path(astropy.__file__).parent / 'io/fits/hdu/compressed/tests/data'
+RAW_FRAME = Path(ccdproc.__file__).parent / 'tests/data/a8280271.fits'
+
+
+def science_header(shape):
+    """A header with a TAN WCS, a unit and a few observation cards."""
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ['RA---TAN', 'DEC--TAN']
+    wcs.wcs.crval = [83.82, -5.39]
+    wcs.wcs.crpix = [shape[1] / 2, shape[0] / 2]
+    wcs.wcs.cdelt = [-0.0005, 0.0005]
+    header = wcs.to_header()
+    header['OBJECT'] = ('M42', 'target')
+    header['EXPTIME'] = (120.0, 's')
+    header['FILTER'] = 'Ha'
+    header['BUNIT'] = 'electron'
+    header.add_comment('made for a test')
+    return header
+
+
+def assert_same_wcs(header, expected):
+    for key in ('CTYPE1', 'CTYPE2'):
+        assert header[key] == expected[key], key
+    for key in ('CRVAL1', 'CRVAL2', 'CRPIX1', 'CRPIX2'):
+        assert header[key] == pytest.approx(expected[key]), key
+
+
+@pytest.fixture
+def fits_image(tmp_path):
+    data = np.random.default_rng(0).normal(100, 5, (40, 50)).astype(np.float32)
+    path = tmp_path / 'input.fits'
+    fits.PrimaryHDU(data, science_header(data.shape)).writeto(path)
+    return path, data
+
+
+def test_fits_round_trip_keeps_header_wcs_and_unit(fits_image, tmp_path):
+    path, data = fits_image
+    image = read_image(path)
+    assert image.format == 'fits' and image.hdu == 0 and image.unit == u.electron
+    assert image.wcs is not None and np.array_equal(image.data, data)
+
+    out = write_image(tmp_path / 'out.fits', (image.data - 100) * image.unit, like=image,
+                      provenance={'n_points': 32, 'loss': 'robust'},
+                      history=['background subtracted by astrobgopt'])
+    result = read_image(out)
+    assert np.array_equal(result.data, data - 100)
+    assert result.unit == u.electron and result.data.dtype == np.float32
+    for key in ('OBJECT', 'EXPTIME', 'FILTER'):
+        assert result.header[key] == image.header[key]
+        assert result.header.comments[key] == image.header.comments[key]
+    assert 'made for a test' in str(result.header['COMMENT'])
+    assert_same_wcs(result.header, image.header)
+    assert result.wcs.wcs.compare(image.wcs.wcs)
+    assert result.header['BGOPTVER'] == __version__
+    assert result.header['BGOPTPAR'] == 'n_points=32, loss=robust'
+    assert 'T' in result.header['BGOPTDAT']
+    assert list(result.header['HISTORY']) == ['background subtracted by astrobgopt']
+
+
+def test_compressed_fits_round_trip_is_lossless(fits_image, tmp_path):
+    path, data = fits_image
+    image = read_image(path)
+    for dtype in (np.float32, np.int16, np.uint16):
+        values = cast_like(data, dtype)
+        out = write_image(tmp_path / f'out_{np.dtype(dtype).name}.fits', values, like=image,
+                          compress=True)
+        with fits.open(out) as hdul:
+            assert isinstance(hdul[1], fits.CompImageHDU)
+        result = read_image(out)
+        assert result.hdu == 1 and result.data.dtype == dtype
+        assert np.array_equal(result.data, values)
+        assert_same_wcs(result.header, image.header)
+
+
+def test_real_compressed_m13_frame():
+    # astropy's test frames: the same M13 image stored plain and Rice-compressed.
+    plain = read_image(M13_DIR / 'm13.fits')
+    compressed = read_image(M13_DIR / 'm13_rice.fits')
+    assert compressed.hdu == 1 and compressed.data.shape == (300, 300)
+    assert np.array_equal(compressed.data, plain.data)
+    assert compressed.wcs.wcs.ctype[0] == 'RA---TAN'
+    assert compressed.wcs.wcs.crval == pytest.approx([250.4226, 36.4602])
+
+
+def test_real_raw_ccd_frame():
+    # ccdproc's raw frame has no BUNIT: read_ccddata assumes adu and says so.
+    image = read_image(RAW_FRAME)
+    assert image.data.shape == (520, 536) and image.data.dtype == np.uint16
+    assert image.unit is None and image.header['INSTRUME'] == 'STE3 CCD'
+    with pytest.warns(AstropyUserWarning, match='no BUNIT; assuming adu'):
+        ccd = read_ccddata(RAW_FRAME)
+    assert ccd.unit == u.adu and np.array_equal(ccd.data, image.data)
+    assert read_ccddata(RAW_FRAME, unit='electron').unit == u.electron
+
+
+def test_hdu_by_index_and_name(tmp_path):
+    path = tmp_path / 'multi.fits'
+    science = np.arange(12, dtype=np.float32).reshape(3, 4)
+    fits.HDUList([fits.PrimaryHDU(),
+                  fits.ImageHDU(science, name='SCI'),
+                  fits.ImageHDU(science * 0.1, name='ERR'),
+                  fits.BinTableHDU.from_columns([fits.Column('a', 'E', array=[1.0])],
+                                                name='CAT')]).writeto(path)
+    assert read_image(path).hdu == 1                       # first HDU with an image
+    assert np.array_equal(read_image(path, hdu='ERR').data, science * 0.1)
+    assert read_image(path, hdu=2).hdu == 2
+    assert read_ccddata(path, hdu='ERR', unit='adu').data[0, 1] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match=r"no HDU 'NOPE'.*1: SCI"):
+        read_image(path, hdu='NOPE')
+    with pytest.raises(ValueError, match="HDU 'CAT' holds no image"):
+        read_image(path, hdu='CAT')
+    with pytest.raises(ValueError, match='multi.fits'):
+        read_image(path, hdu=9)
+
+
+def test_extra_hdus_carry_the_wcs(fits_image, tmp_path):
+    path, data = fits_image
+    image = read_image(path)
+    out = write_image(tmp_path / 'with_model.fits', data, like=image,
+                      extra_hdus={'BACKGROUND': np.full(data.shape, 100.0, np.float32),
+                                  'BKGRMS': np.full(data.shape, 5.0, np.float32) * u.electron})
+    background = read_image(out, hdu='BACKGROUND')
+    rms = read_image(out, hdu='BKGRMS')
+    assert np.all(background.data == 100) and rms.unit == u.electron
+    assert_same_wcs(background.header, image.header)
+    with pytest.raises(ValueError, match='only be written to FITS'):
+        write_image(tmp_path / 'x.tif', data, extra_hdus={'BACKGROUND': data})
+
+
+def test_no_overwrite_without_permission(fits_image, tmp_path):
+    path, data = fits_image
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match='overwrite=True'):
+        write_image(path, data * 2)
+    assert path.read_bytes() == before
+    write_image(path, data * 2, overwrite=True)
+    assert np.array_equal(read_image(path).data, data * 2)
+
+
+@pytest.mark.parametrize('suffix, module, writer', [('.fits', fits.HDUList, 'writeto'),
+                                                    ('.xisf', xisf.XISF, 'write'),
+                                                    ('.tif', tifffile, 'imwrite')])
+def test_failed_write_leaves_target_untouched(tmp_path, monkeypatch, suffix, module, writer):
+    target = tmp_path / f'image{suffix}'
+    target.write_bytes(b'previous result')
+
+    def write_half_then_fail(*args, **kwargs):
+        destination = next(arg for arg in args if isinstance(arg, (str, os.PathLike)))
+        Path(destination).write_bytes(b'half-written')
+        raise OSError('disk full')
+
+    monkeypatch.setattr(module, writer, write_half_then_fail)
+    with pytest.raises(OSError, match='disk full'):
+        write_image(target, np.zeros((4, 4), np.float32), overwrite=True)
+    assert target.read_bytes() == b'previous result'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+@pytest.mark.parametrize('dtype, shape', [(np.uint16, (30, 40)), (np.float32, (30, 40)),
+                                          (np.uint16, (30, 40, 3)), (np.float32, (30, 40, 3))])
+@pytest.mark.parametrize('suffix', ['.xisf', '.tif'])
+@pytest.mark.parametrize('compress', [False, True])
+def test_xisf_and_tiff_round_trips(tmp_path, dtype, shape, suffix, compress):
+    rng = np.random.default_rng(1)
+    values = rng.uniform(0, 1, shape)
+    data = cast_like(values * 60000, dtype) if dtype == np.uint16 else values.astype(dtype)
+    out = write_image(tmp_path / f'image{suffix}', data, compress=compress,
+                      provenance={'n_points': 16}, history='background subtracted')
+    image = read_image(out)
+    assert image.format == image_format(out)
+    assert image.data.dtype == dtype and image.data.shape == shape
+    assert np.array_equal(image.data, data)
+    if suffix == '.xisf':
+        assert image.header['BGOPTPAR'] == 'n_points=16'
+        assert list(image.header['HISTORY']) == ['background subtracted']
+    else:
+        assert '"BGOPTPAR": "n_points=16"' in image.meta['ImageDescription']
+
+
+def test_xisf_keeps_fits_keywords_and_wcs(fits_image, tmp_path):
+    path, data = fits_image
+    fits_input = read_image(path)
+    out = write_image(tmp_path / 'converted.xisf', data, like=fits_input)
+    converted = read_image(out)
+    assert converted.header['OBJECT'] == 'M42' and converted.header['EXPTIME'] == 120
+    assert converted.unit == u.electron
+    assert converted.wcs.wcs.crval == pytest.approx(fits_input.wcs.wcs.crval)
+    # XISF to XISF keeps the keywords and the image properties.
+    again = write_image(tmp_path / 'again.xisf', converted.data, like=converted, compress=True)
+    assert read_image(again).header['FILTER'] == 'Ha'
+    with pytest.raises(ValueError, match='XISF cannot store int16'):
+        write_image(tmp_path / 'bad.xisf', data.astype(np.int16))
+
+
+def test_cast_like_rounds_and_clips():
+    values = np.array([-1.6, 2.4, 2.6, 70000.0, np.nan, np.inf, -np.inf])
+    assert cast_like(values, np.uint16).tolist() == [0, 2, 3, 65535, 0, 65535, 0]
+    assert cast_like(values, np.int16).tolist() == [-2, 2, 3, 32767, 0, 32767, -32768]
+    assert cast_like(values, np.float32).dtype == np.float32
+    with pytest.raises(TypeError, match='integer or float'):
+        cast_like(values, bool)
+
+
+def test_clear_errors_for_unknown_or_unreadable_files(tmp_path):
+    with pytest.raises(ValueError, match=r"image.jpg.*known extensions: \.fits"):
+        read_image(tmp_path / 'image.jpg')
+    with pytest.raises(FileNotFoundError, match='missing.fits'):
+        read_image(tmp_path / 'missing.fits')
+    for name in ('garbage.fits', 'garbage.xisf', 'garbage.tiff'):
+        (tmp_path / name).write_bytes(b'not an image at all' * 10)
+        with pytest.raises(ValueError, match=f'could not read .* file .*{name}'):
+            read_image(tmp_path / name)
+    with pytest.raises(ValueError, match='applies to FITS files only'):
+        read_image(tmp_path / 'garbage.xisf', hdu=1)
+    with pytest.raises(ValueError, match='extension'):
+        write_image(tmp_path / 'out.png', np.zeros((4, 4)))
+    with pytest.raises(ValueError, match='2-D or 3-D'):
+        write_image(tmp_path / 'out.fits', np.zeros(4))
