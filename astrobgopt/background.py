@@ -16,7 +16,7 @@ from astropy.utils import lazyproperty
 from astropy.utils.exceptions import AstropyUserWarning
 
 from .downsample import DOWNSCALE_FUNCTIONS, block_reduce_masked
-from .optimize import FitConfig, fit_spline
+from .optimize import FitConfig, fit_spline, make_design
 from .stretch import Stretch
 
 __all__ = ['SplineOptBackground', 'SplineOptBackgroundResult']
@@ -195,7 +195,7 @@ class SplineOptBackground:
                  downscale_factor='auto', downscale_func='median', stretch=None,
                  delinearization_quantile=0.95, threshold_min=None, threshold_max=None,
                  alpha=5.0, smoothing=1e-3, epochs=300, learning_rate=1e-3, batch_size=None,
-                 patience=15, validation_fraction=0.2, mask_extended=True, seed=0,
+                 patience=10, validation_fraction=0.2, mask_extended=True, seed=0,
                  progress=None):
         self.config = FitConfig(n_points=n_points, order=order, initializer=initializer,
                                 loss=loss, alpha=alpha, smoothing=smoothing, epochs=epochs,
@@ -347,10 +347,12 @@ class SplineOptBackground:
         from scipy import ndimage
 
         init_only = dataclasses.replace(self.config, epochs=0)
-        weights = samples.weights.copy()
-        yy, xx = np.meshgrid(samples.y, samples.x, indexing='ij')
-        grid_points = np.stack([xx.ravel(), yy.ravel()], axis=1)
-        values = samples.values if stretch is None else stretch.forward(samples.values)
+        usable = samples.weights > 0
+        points, values, weights = samples.points()
+        if stretch is not None:
+            values = stretch.forward(values)
+        # Every round refits the same samples with more of them at weight 0.
+        design = make_design(points, shape, init_only)
         # Residuals below are in units of the full-block noise. Smoothing white
         # noise with a unit-sum Gaussian of width s blocks divides its scatter
         # by 2 s sqrt(pi); one block averages factor**2 pixels.
@@ -358,18 +360,15 @@ class SplineOptBackground:
         pixel_noise = samples.factor / (_MEDIAN_NOISE_FACTOR if self.downscale_func == 'median'
                                         else 1.0)
         threshold = max(_EXTENDED_SIGNIFICANCE * smoothed_noise, _EXTENDED_LEVEL * pixel_noise)
-        excess = np.zeros(weights.shape, dtype=bool)
+        excess = np.zeros(usable.shape, dtype=bool)
         model = None
         for _ in range(_EXTENDED_ROUNDS):
-            points, fit_values, fit_weights = samples.points(np.where(excess, 0, weights))
-            if stretch is not None:
-                fit_values = stretch.forward(fit_values)
-            model = fit_spline(points, fit_values, fit_weights, shape, init_only, progress=False,
+            model = fit_spline(points, values, np.where(excess[usable], 0, weights), shape,
+                               init_only, design=design, progress=False,
                                initial_values=None if model is None else model.control_values)
-            residual = values - model.evaluate(grid_points).reshape(values.shape)
-            usable = weights > 0
-            z = np.where(usable[..., None],
-                         residual * np.sqrt(weights)[..., None] / model.noise_sigma, 0).max(-1)
+            z = np.zeros(usable.shape)
+            z[usable] = ((values - model.sample_values) * np.sqrt(weights)[:, None]
+                         / model.noise_sigma).max(axis=-1)
             norm = ndimage.gaussian_filter(usable.astype(float), _EXTENDED_SMOOTH)
             smoothed = ndimage.gaussian_filter(z, _EXTENDED_SMOOTH) / np.maximum(norm, 1e-12)
             flagged = _grow_regions(usable & (smoothed > threshold), _EXTENDED_GROW) & usable
@@ -385,7 +384,7 @@ class SplineOptBackground:
                     'mask_extended=False.', AstropyUserWarning)
                 break
             excess |= flagged
-        return np.where(excess, 0, weights), model.control_values
+        return np.where(excess, 0, samples.weights), model.control_values
 
     def _mask_thresholds(self, image, removed, stretch):
         """Mask pixels outside [threshold_min, threshold_max] in place."""

@@ -74,7 +74,7 @@ class SplineOptInterpolator:
     """
 
     def __init__(self, *, n_points=None, order=2, initializer='grid', loss='robust',
-                 smoothing=1e-3, epochs=300, learning_rate=1e-3, patience=15,
+                 smoothing=1e-3, epochs=300, learning_rate=1e-3, patience=10,
                  validation_fraction=0.2, seed=0, progress=False):
         self.n_points = n_points
         self.progress = progress

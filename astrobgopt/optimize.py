@@ -56,8 +56,8 @@ import tensorflow as tf
 from .spline import (SUPPORTED_ORDERS, apply_spline, apply_spline_grid, bending_energy,
                      solve_spline)
 
-__all__ = ['FitConfig', 'SplineModel', 'fit_spline', 'LOSSES', 'INITIALIZERS',
-           'grid_control_points']
+__all__ = ['FitConfig', 'SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
+           'INITIALIZERS', 'grid_control_points']
 
 #: Loss names understood by `fit_spline`.
 LOSSES = ('robust', 'asymmetric')
@@ -134,7 +134,7 @@ class FitConfig:
     epochs: int = 300
     learning_rate: float = 1e-3
     batch_size: int | None = None
-    patience: int = 15
+    patience: int = 10
     plateau_patience: int = 5
     validation_fraction: float = 0.2
     seed: int = 0
@@ -250,6 +250,8 @@ class SplineModel:
         Robust scatter of full-block residuals after the fit, in data units.
     stop_reason : str
         Why the optimization ended.
+    sample_values : `~numpy.ndarray`, shape (m, k)
+        The fitted surface at the samples it was fitted to.
     """
 
     control_points: np.ndarray
@@ -259,6 +261,7 @@ class SplineModel:
     loss_history: np.ndarray
     noise_sigma: np.ndarray
     stop_reason: str
+    sample_values: np.ndarray = field(repr=False, default=None)
     _length_scale: float = field(repr=False, default=1.0)
     _weights: np.ndarray = field(repr=False, default=None)
     _polynomial: np.ndarray = field(repr=False, default=None)
@@ -297,6 +300,44 @@ class SplineModel:
                                  order=self.order, dtype=dtype, out=out)
 
 
+@dataclass(frozen=True)
+class SplineDesign:
+    """
+    Initial control points and the linear map from their values to samples.
+
+    Build it with `make_design`; pass it to `fit_spline` to refit the same
+    samples (with other weights) without recomputing it.
+
+    Attributes
+    ----------
+    initial_control_points : `~numpy.ndarray`, shape (n, 2)
+        (x, y) pixel positions from the initializer.
+    basis : `~numpy.ndarray`, shape (m, n)
+        Spline values at the samples per unit value at each control point.
+    bending : `~numpy.ndarray`, shape (n, n)
+        Bending energy as a quadratic form in the control values.
+    """
+
+    initial_control_points: np.ndarray
+    basis: np.ndarray
+    bending: np.ndarray
+
+
+def make_design(points, shape, config):
+    """
+    The `SplineDesign` of samples at ``points`` (m, 2) in an image of ``shape``.
+    """
+    if config.initializer == 'grid':
+        initial = grid_control_points(shape, config.n_points)
+    else:
+        initial = _random_control_points(shape, config.n_points, config.seed)
+    length_scale = float(max(shape))
+    basis, bending = _design(tf.constant(initial / length_scale),
+                             tf.constant(np.asarray(points, dtype=np.float64) / length_scale),
+                             config.order)
+    return SplineDesign(initial, basis, bending)
+
+
 def _weighted_median(values, weights):
     order = np.argsort(values)
     cumulative = np.cumsum(weights[order])
@@ -304,8 +345,9 @@ def _weighted_median(values, weights):
 
 
 def _robust_sigma(residual, fraction):
-    """MAD scatter of residuals scaled to a full block, per channel."""
-    scaled = residual * np.sqrt(fraction)[:, None]
+    """MAD scatter of residuals scaled to a full block, per channel (weighted samples)."""
+    used = fraction > 0
+    scaled = residual[used] * np.sqrt(fraction[used])[:, None]
     centred = scaled - np.median(scaled, axis=0)
     sigma = _MAD_TO_SIGMA * np.median(np.abs(centred), axis=0)
     fallback = np.std(scaled, axis=0)
@@ -485,8 +527,8 @@ def _split_validation(n_samples, fraction, seed):
     return held
 
 
-def fit_spline(points, values, weights, shape, config=FitConfig(), *, initial_values=None,
-               progress=None, progress_desc='spline fit'):
+def fit_spline(points, values, weights, shape, config=FitConfig(), *, design=None,
+               initial_values=None, progress=None, progress_desc='spline fit'):
     """
     Fit a spline surface to weighted samples of an image.
 
@@ -497,12 +539,15 @@ def fit_spline(points, values, weights, shape, config=FitConfig(), *, initial_va
     values : `~numpy.ndarray`, shape (m,) or (m, k)
         Sample values (``k`` channels share the control points).
     weights : `~numpy.ndarray`, shape (m,)
-        Sample weights in (0, 1]: the usable fraction of each block.
+        Sample weights in [0, 1]: the usable fraction of each block; 0 leaves
+        a sample out.
     shape : tuple of int
         Full-resolution image shape (height, width): the domain of the
         control points.
     config : `FitConfig`, optional
         Fit options.
+    design : `SplineDesign`, optional
+        `make_design` of these points, shape and config, when refitting.
     initial_values : `~numpy.ndarray`, shape (n, k), optional
         Control values (data units) of an earlier fit with the same initial
         control points, to start the robust initialization from.
@@ -532,22 +577,22 @@ def fit_spline(points, values, weights, shape, config=FitConfig(), *, initial_va
         values = values[:, None]
     points = np.asarray(points, dtype=np.float64)
     fraction = np.asarray(weights, dtype=np.float64)
-    if len(points) < config.n_points + 3:
+    n_usable = np.count_nonzero(fraction > 0)
+    if n_usable < config.n_points + 3:
         raise ValueError(
-            f'only {len(points)} usable samples for {config.n_points} control points: '
+            f'only {n_usable} usable samples for {config.n_points} control points: '
             'use fewer control points (n_points), a smaller downscale factor, or mask less')
 
-    if config.initializer == 'grid':
-        initial = grid_control_points(shape, config.n_points)
-    else:
-        initial = _random_control_points(shape, config.n_points, config.seed)
+    design = make_design(points, shape, config) if design is None else design
+    initial = design.initial_control_points
     length_scale = float(max(shape))
 
     # Standardize: values in units of their robust spread around the median.
-    offset = np.median(values, axis=0)
-    spread = _MAD_TO_SIGMA * np.median(np.abs(values - offset), axis=0)
-    spread = np.where(spread > 0, spread, np.where(np.ptp(values, axis=0) > 0,
-                                                   np.ptp(values, axis=0), 1.0))
+    used = values[fraction > 0]
+    offset = np.median(used, axis=0)
+    spread = _MAD_TO_SIGMA * np.median(np.abs(used - offset), axis=0)
+    spread = np.where(spread > 0, spread, np.where(np.ptp(used, axis=0) > 0,
+                                                   np.ptp(used, axis=0), 1.0))
     target = (values - offset) / spread
     scaled_points = points / length_scale
     start = None if initial_values is None else (initial_values - offset) / spread
@@ -555,8 +600,7 @@ def fit_spline(points, values, weights, shape, config=FitConfig(), *, initial_va
     held = (_split_validation(len(points), config.validation_fraction, config.seed)
             if config.epochs > 0 else np.zeros(len(points), dtype=bool))
     train = ~held
-    centers = tf.constant(initial / length_scale, tf.float64)
-    basis, bending = _design(centers, tf.constant(scaled_points), config.order)
+    basis, bending = design.basis, design.bending
     control, sigma = _initial_values(basis[train], bending, target[train], fraction[train],
                                      config, start=start)
 
@@ -623,4 +667,5 @@ def fit_spline(points, values, weights, shape, config=FitConfig(), *, initial_va
                        loss_history=np.asarray(history),
                        noise_sigma=sigma * spread,
                        stop_reason=stop_reason,
+                       sample_values=offset + spread * (basis @ control),
                        _length_scale=length_scale)
