@@ -210,7 +210,8 @@ def spline_background(bkg, *, shape, interpolator=None):
     This does what ``Background2D(..., interpolator=SplineOptInterpolator())``
     does, but needs no ``interpolator`` keyword (deprecated in photutils 3.0,
     to be removed in 4.0), and it weights each box by the fraction of its
-    pixels that photutils used (``n_pixels_mesh``): boxes that photutils
+    pixels that photutils used (``n_pixels_mesh``, ``npixels_mesh`` before
+    photutils 3): boxes that photutils
     excluded get no weight instead of contributing their inverse-distance
     fill.
 
@@ -236,7 +237,9 @@ def spline_background(bkg, *, shape, interpolator=None):
     """
     interpolator = SplineOptInterpolator() if interpolator is None else interpolator
     box_y, box_x = np.broadcast_to(np.atleast_1d(bkg.box_size), 2)
-    weights = np.clip(np.asarray(bkg.n_pixels_mesh, dtype=float) / (box_y * box_x), 0, 1)
+    # photutils 3 renamed npixels_mesh (deprecated, gone in 4.0) to n_pixels_mesh.
+    n_pixels = bkg.n_pixels_mesh if hasattr(bkg, 'n_pixels_mesh') else bkg.npixels_mesh
+    weights = np.clip(np.asarray(n_pixels, dtype=float) / (box_y * box_x), 0, 1)
     images, models = [], []
     for mesh in (bkg.background_mesh, bkg.background_rms_mesh):
         image, model = interpolator.interpolate(mesh, shape=shape, box_size=(box_y, box_x),

@@ -89,6 +89,18 @@ def test_units_and_nddata(sky):
     assert estimator(NDData(sky.image)).background.shape == sky.image.shape
 
 
+def test_ds9_regions_exclude_like_a_mask(sky, tmp_path):
+    region_file = tmp_path / 'blob.reg'
+    region_file.write_text('# Region file format: DS9\nimage\ncircle(301,176,60)\n')
+    y, x = np.mgrid[0:400, 0:600]
+    inside = (x - 300) ** 2 + (y - 175) ** 2 <= 60 ** 2
+    image = sky.image + np.where(inside, 0.5, 0.0).astype(np.float32)
+    estimator = SplineOptBackground(progress=False, epochs=0)
+    by_region = estimator(image, regions=region_file)
+    by_mask = estimator(image, mask=inside)
+    assert_allclose(by_region.background, by_mask.background, rtol=1e-6)
+
+
 def test_dtypes(sky):
     estimator = SplineOptBackground(progress=False, epochs=0)
     counts = np.round(sky.image * 10000).astype(np.uint16)
