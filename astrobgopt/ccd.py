@@ -84,10 +84,8 @@ def subtract_background(ccd, *, estimator=None, regions=None, mask=None, add_key
     --------
     In a reduction script, after overscan subtraction and trimming::
 
+        import ccdproc
         from astropy.nddata import CCDData
-        import os
-
-import ccdproc
         from astrobgopt import subtract_background
 
         raw = CCDData.read('raw.fits', unit='adu')
