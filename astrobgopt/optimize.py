@@ -71,7 +71,7 @@ _BIWEIGHT_C = 4.0
 _MAD_TO_SIGMA = 1.482602218505602
 # Reweighting iterations of the initialization (graduated, then final).
 _IRLS_GRADUATED = 5
-_IRLS_FINAL = 4
+_IRLS_FINAL = 3
 # Factor by which the graduated initialization starts stiffer than asked.
 _GRADUATED_STIFFNESS = 1e4
 # Steps run per call of the compiled optimization loop.
