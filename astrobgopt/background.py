@@ -37,6 +37,10 @@ _EXTENDED_SMOOTH = 2.0
 _EXTENDED_SIGNIFICANCE = 3.0
 _EXTENDED_LEVEL = 0.5
 _EXTENDED_GROW = 0.5
+# ... but by at most this fraction of the block grid's shorter side: a large
+# object's grown mask must not swallow a corner, which would then only be
+# extrapolated.
+_EXTENDED_MAX_GROW = 0.15
 _EXTENDED_ROUNDS = 3
 # The masking never leaves fewer than this fraction of the usable blocks (nor
 # fewer than 4 samples per control point): in a crowded field (a globular
@@ -95,15 +99,18 @@ def _validate_mask(mask, shape, name):
     return mask
 
 
-def _grow_regions(flagged, factor):
-    """Grow each connected region by ``factor`` times its equivalent radius (>= 1)."""
+def _grow_regions(flagged, factor, max_reach):
+    """
+    Grow each connected region by ``factor`` times its equivalent radius, by
+    at least one and at most ``max_reach`` cells.
+    """
     from scipy import ndimage
 
     if not flagged.any():
         return flagged
     labels, n_regions = ndimage.label(flagged)
     areas = np.bincount(labels.ravel(), minlength=n_regions + 1)
-    reach = np.maximum(1.0, factor * np.sqrt(areas / np.pi))
+    reach = np.clip(factor * np.sqrt(areas / np.pi), 1.0, max(1.0, max_reach))
     distance, (iy, ix) = ndimage.distance_transform_edt(~flagged, return_indices=True)
     return distance <= reach[labels[iy, ix]]
 
@@ -371,7 +378,8 @@ class SplineOptBackground:
                          / model.noise_sigma).max(axis=-1)
             norm = ndimage.gaussian_filter(usable.astype(float), _EXTENDED_SMOOTH)
             smoothed = ndimage.gaussian_filter(z, _EXTENDED_SMOOTH) / np.maximum(norm, 1e-12)
-            flagged = _grow_regions(usable & (smoothed > threshold), _EXTENDED_GROW) & usable
+            flagged = _grow_regions(usable & (smoothed > threshold), _EXTENDED_GROW,
+                                    _EXTENDED_MAX_GROW * min(usable.shape)) & usable
             if np.array_equal(flagged | excess, excess):
                 break
             kept = np.count_nonzero(usable & ~(excess | flagged))
