@@ -479,6 +479,27 @@ class SplineOptBackgroundResult:
         self.timings['rms'] = time.perf_counter() - start
         return rms
 
+    def _mesh_to_image(self, mesh):
+        """
+        A block-grid map (ny, nx, k) at full resolution: blocks without a
+        value filled by the median, then bilinear interpolation between the
+        block centres.
+        """
+        from scipy.ndimage import map_coordinates
+
+        mesh = mesh.copy()
+        for channel in range(mesh.shape[2]):
+            plane = mesh[..., channel]
+            plane[~np.isfinite(plane)] = np.nanmedian(plane)
+        height, width = self._data.shape[:2]
+        factor = self.downscale_factor
+        rows = (np.arange(height) - (factor - 1) / 2) / factor
+        cols = (np.arange(width) - (factor - 1) / 2) / factor
+        grid = np.meshgrid(rows, cols, indexing='ij')
+        image = np.stack([map_coordinates(mesh[..., c], grid, order=1, mode='nearest')
+                          for c in range(mesh.shape[2])], axis=-1).astype(self._dtype)
+        return self._present(image)
+
     @lazyproperty
     def background_rms(self):
         """
@@ -488,20 +509,27 @@ class SplineOptBackgroundResult:
         blocks that had no usable pixel filled by the median, interpolated
         bilinearly to every pixel.
         """
-        from scipy.ndimage import map_coordinates
+        return self._mesh_to_image(self._rms_mesh)
 
-        rms = self._rms_mesh.copy()
-        for channel in range(rms.shape[2]):
-            plane = rms[..., channel]
-            plane[~np.isfinite(plane)] = np.nanmedian(plane)
-        height, width = self._data.shape[:2]
-        factor = self.downscale_factor
-        rows = (np.arange(height) - (factor - 1) / 2) / factor
-        cols = (np.arange(width) - (factor - 1) / 2) / factor
-        grid = np.meshgrid(rows, cols, indexing='ij')
-        image = np.stack([map_coordinates(rms[..., c], grid, order=1, mode='nearest')
-                          for c in range(rms.shape[2])], axis=-1).astype(self._dtype)
-        return self._present(image)
+    @lazyproperty
+    def background_error(self):
+        """
+        Standard error of the background model at full resolution.
+
+        The noise of the blocks propagated through the fit of the control
+        values (at their final positions), evaluated at the block centres and
+        interpolated bilinearly; with a stretch, mapped back to linear units.
+        This is the uncertainty of the model itself, not the pixel scatter
+        (`background_rms`): `astrobgopt.subtract_background` adds it in
+        quadrature to the data's uncertainty.
+        """
+        yy, xx = np.meshgrid(self._samples.y, self._samples.x, indexing='ij')
+        points = np.stack([xx.ravel(), yy.ravel()], axis=1)
+        error = self.model.standard_error(points)
+        if self.stretch is not None:
+            value = self.model.evaluate(points)
+            error = 0.5 * np.abs(self._to_linear(value + error) - self._to_linear(value - error))
+        return self._mesh_to_image(error.reshape(yy.shape + (-1,)))
 
     @lazyproperty
     def background_mesh(self):

@@ -252,6 +252,9 @@ class SplineModel:
         Why the optimization ended.
     sample_values : `~numpy.ndarray`, shape (m, k)
         The fitted surface at the samples it was fitted to.
+    value_covariance : `~numpy.ndarray`, shape (k, n, n)
+        Covariance of the control values (data units squared) from the
+        noise of the samples, at the final positions.
     """
 
     control_points: np.ndarray
@@ -262,6 +265,7 @@ class SplineModel:
     noise_sigma: np.ndarray
     stop_reason: str
     sample_values: np.ndarray = field(repr=False, default=None)
+    value_covariance: np.ndarray = field(repr=False, default=None)
     _length_scale: float = field(repr=False, default=1.0)
     _weights: np.ndarray = field(repr=False, default=None)
     _polynomial: np.ndarray = field(repr=False, default=None)
@@ -285,6 +289,18 @@ class SplineModel:
                             tf.constant(self._weights), tf.constant(self._polynomial),
                             tf.constant(np.asarray(points, dtype=np.float64) / scale),
                             order=self.order).numpy()
+
+    def standard_error(self, points):
+        """
+        Standard error of the fitted surface at (x, y) points (m, 2): the
+        propagated noise of the samples, shape (m, k).
+        """
+        scale = self._length_scale
+        basis, _ = _design(tf.constant(self.control_points / scale, tf.float64),
+                           tf.constant(np.asarray(points, dtype=np.float64) / scale), self.order)
+        variance = np.stack([np.sum((basis @ cov) * basis, axis=1)
+                             for cov in self.value_covariance], axis=1)
+        return np.sqrt(np.maximum(variance, 0))
 
     def evaluate_image(self, shape, *, dtype=np.float32, out=None):
         """
@@ -372,20 +388,48 @@ def _design(centers, points, order):
     return basis.numpy(), 0.5 * (bending + bending.T)
 
 
+def _normal_equations(basis, bending, row_weights, stiffness):
+    """Weighted normal matrix plus the bending penalty, relative to its trace."""
+    weighted = basis * row_weights[:, None]
+    normal = basis.T @ weighted
+    scale = np.trace(normal) / max(np.trace(bending), 1e-300)
+    return weighted, normal + stiffness * scale * bending
+
+
 def _solve_values(basis, bending, target, row_weights, stiffness):
     """Weighted least squares for control values, one channel per column."""
     values = np.empty((basis.shape[1], target.shape[1]))
     for channel in range(target.shape[1]):
-        weighted = basis * row_weights[:, channel, None]
-        normal = basis.T @ weighted
-        scale = np.trace(normal) / max(np.trace(bending), 1e-300)
-        lhs = normal + stiffness * scale * bending
+        weighted, lhs = _normal_equations(basis, bending, row_weights[:, channel], stiffness)
         rhs = weighted.T @ target[:, channel]
         try:
             values[:, channel] = np.linalg.solve(lhs, rhs)
         except np.linalg.LinAlgError:  # no data and no smoothing constrain some values
             values[:, channel] = np.linalg.lstsq(lhs, rhs, rcond=None)[0]
     return values
+
+
+def _value_covariance(basis, bending, residual, fraction, sigma, config):
+    """
+    Covariance of the control values, (k, n, n), in standardized units.
+
+    At fixed positions the values are a weighted least-squares solution
+    ``L^-1 B^T W y`` with ``L = B^T W B + penalty``; a block of usable
+    fraction f has noise variance sigma^2 / f, so the covariance is
+    ``sigma^2 L^-1 B^T diag(f psi^2) B L^-1`` with the robust weights psi.
+    """
+    n_channels = residual.shape[1]
+    covariance = np.empty((n_channels, basis.shape[1], basis.shape[1]))
+    for channel in range(n_channels):
+        if config.loss == 'robust':
+            psi = _biweight(residual[:, channel] * np.sqrt(fraction) / sigma[channel])
+        else:
+            psi = np.ones(len(fraction))
+        _, lhs = _normal_equations(basis, bending, fraction * psi, config.smoothing)
+        middle = basis.T @ (basis * (fraction * psi ** 2)[:, None])
+        inverse = np.linalg.pinv(lhs)
+        covariance[channel] = sigma[channel] ** 2 * inverse @ middle @ inverse.T
+    return covariance
 
 
 def _initial_values(basis, bending, target, fraction, config, start=None):
@@ -660,6 +704,8 @@ def fit_spline(points, values, weights, shape, config=FitConfig(), *, design=Non
             control, _ = _initial_values(basis, bending, target, fraction, config, start=control)
         sigma = _robust_sigma(target - basis @ control, fraction)
 
+    covariance = _value_covariance(basis, bending, target - basis @ control, fraction, sigma,
+                                   config)
     return SplineModel(control_points=final_centers * length_scale,
                        control_values=offset + spread * control,
                        initial_control_points=initial,
@@ -668,4 +714,5 @@ def fit_spline(points, values, weights, shape, config=FitConfig(), *, design=Non
                        noise_sigma=sigma * spread,
                        stop_reason=stop_reason,
                        sample_values=offset + spread * (basis @ control),
+                       value_covariance=covariance * (spread ** 2)[:, None, None],
                        _length_scale=length_scale)

@@ -59,6 +59,22 @@ def test_result_has_the_background2d_attributes(sky, fitted):
     assert set(fitted.timings) >= {'downscale', 'fit', 'evaluate'}
 
 
+def test_background_error_matches_the_scatter_of_refits():
+    # Refit the same sky under independent noise: the model's scatter across
+    # realizations is what background_error predicts.
+    truth = make_light_pollution_sky((300, 450), seed=100, star_density=0,
+                                     nebula_amplitude=0).background
+    estimator = SplineOptBackground(progress=False, epochs=0, mask_extended=False)
+    fits, predicted = [], []
+    for seed in range(12):
+        noise = np.random.default_rng(seed).normal(0, 0.002, truth.shape).astype(np.float32)
+        result = estimator(truth + noise)
+        fits.append(result.background)
+        predicted.append(result.background_error)
+    ratio = np.median(np.std(fits, axis=0, ddof=1)) / np.median(np.mean(predicted, axis=0))
+    assert 0.75 < ratio < 1.33
+
+
 def test_plot_meshes(fitted):
     import matplotlib.pyplot as plt
 
