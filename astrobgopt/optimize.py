@@ -53,16 +53,12 @@ from dataclasses import dataclass, field, asdict
 import numpy as np
 import tensorflow as tf
 
-from .spline import (SUPPORTED_ORDERS, apply_spline, apply_spline_grid, bending_energy,
-                     solve_spline)
+from ._choices import INITIALIZERS, LOSSES, SUPPORTED_ORDERS
+from .spline import apply_spline, apply_spline_grid, bending_energy, solve_spline
 
 __all__ = ['FitConfig', 'SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
-           'INITIALIZERS', 'grid_control_points']
+           'INITIALIZERS', 'grid_control_points', 'initial_control_points']
 
-#: Loss names understood by `fit_spline`.
-LOSSES = ('robust', 'asymmetric')
-#: Control-point initializers understood by `fit_spline`.
-INITIALIZERS = ('grid', 'random')
 
 # Tukey biweight cut-off in units of the noise: 4 sigma keeps ~99.99% of
 # Gaussian noise in play while rejecting anything brighter.
@@ -222,10 +218,28 @@ def grid_control_points(shape, n_points):
     return np.stack([xx.ravel(), yy.ravel()], axis=1)
 
 
-def _random_control_points(shape, n_points, seed):
-    rng = np.random.default_rng(seed)
+def initial_control_points(shape, config):
+    """
+    Control points before optimization: on a grid (`grid_control_points`) or
+    uniformly at random with ``config.seed``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Image shape (height, width).
+    config : `FitConfig`
+        Uses ``initializer``, ``n_points`` and ``seed``.
+
+    Returns
+    -------
+    points : `~numpy.ndarray`, shape (n, 2)
+        (x, y) pixel coordinates.
+    """
+    if config.initializer == 'grid':
+        return grid_control_points(shape, config.n_points)
     height, width = shape
-    return rng.uniform([0, 0], [width - 1, height - 1], size=(n_points, 2))
+    rng = np.random.default_rng(config.seed)
+    return rng.uniform([0, 0], [width - 1, height - 1], size=(config.n_points, 2))
 
 
 @dataclass
@@ -343,10 +357,7 @@ def make_design(points, shape, config):
     """
     The `SplineDesign` of samples at ``points`` (m, 2) in an image of ``shape``.
     """
-    if config.initializer == 'grid':
-        initial = grid_control_points(shape, config.n_points)
-    else:
-        initial = _random_control_points(shape, config.n_points, config.seed)
+    initial = initial_control_points(shape, config)
     length_scale = float(max(shape))
     basis, bending = _design(tf.constant(initial / length_scale),
                              tf.constant(np.asarray(points, dtype=np.float64) / length_scale),

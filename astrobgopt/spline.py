@@ -31,11 +31,11 @@ positions and their values, which is what the background fit optimizes.
 import numpy as np
 import tensorflow as tf
 
+from ._choices import SUPPORTED_ORDERS
+
 __all__ = ['interpolate_spline', 'solve_spline', 'apply_spline', 'apply_spline_grid',
            'bending_energy', 'SUPPORTED_ORDERS']
 
-#: Spline orders implemented: 1 (r), 2 (r^2 log r), 3 (r^3), 4 (r^4 log r).
-SUPPORTED_ORDERS = (1, 2, 3, 4)
 
 # Floor on squared distances under sqrt(): keeps its gradient finite where a
 # query point sits exactly on a control point (odd orders).
