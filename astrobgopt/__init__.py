@@ -3,19 +3,43 @@ astrobgopt: sky-background models for astronomical images.
 
 A polyharmonic spline whose control points are fitted by gradient descent in
 TensorFlow, exposed as a photutils-style background estimator.
+
+The public names below are loaded on first use, so that ``import astrobgopt``
+(and the command line's argument checks) do not pay for importing
+TensorFlow.
 """
+
+import importlib
 
 try:
     from ._version import version as __version__
 except ImportError:  # not installed: running from a bare source tree
     __version__ = '0.0.0'
 
-from .background import SplineOptBackground, SplineOptBackgroundResult  # noqa: E402
-from .ccd import subtract_background  # noqa: E402
-from .interpolator import SplineOptInterpolator, spline_background  # noqa: E402
-from .io import read_image, write_image  # noqa: E402
-from .masks import regions_to_mask  # noqa: E402
+# Public name -> submodule that defines it.
+_EXPORTS = {
+    'SplineOptBackground': 'background',
+    'SplineOptBackgroundResult': 'background',
+    'SplineOptInterpolator': 'interpolator',
+    'spline_background': 'interpolator',
+    'subtract_background': 'ccd',
+    'regions_to_mask': 'masks',
+    'read_image': 'io',
+    'write_image': 'io',
+    'process_file': 'batch',
+    'process_batch': 'batch',
+}
 
-__all__ = ['SplineOptBackground', 'SplineOptBackgroundResult', 'SplineOptInterpolator',
-           'spline_background', 'subtract_background', 'regions_to_mask', 'read_image',
-           'write_image']
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(f'.{_EXPORTS[name]}', __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
