@@ -266,9 +266,10 @@ class SplineModel:
         Why the optimization ended.
     sample_values : `~numpy.ndarray`, shape (m, k)
         The fitted surface at the samples it was fitted to.
-    value_covariance : `~numpy.ndarray`, shape (k, n, n)
+    value_covariance : `~numpy.ndarray`, shape (k, n, n), or None
         Covariance of the control values (data units squared) from the
-        noise of the samples, at the final positions.
+        noise of the samples, at the final positions (None when fitted with
+        ``covariance=False``).
     """
 
     control_points: np.ndarray
@@ -309,6 +310,8 @@ class SplineModel:
         Standard error of the fitted surface at (x, y) points (m, 2): the
         propagated noise of the samples, shape (m, k).
         """
+        if self.value_covariance is None:
+            raise ValueError('this model was fitted with covariance=False')
         scale = self._length_scale
         basis, _ = _design(tf.constant(self.control_points / scale, tf.float64),
                            tf.constant(np.asarray(points, dtype=np.float64) / scale), self.order)
@@ -438,7 +441,10 @@ def _value_covariance(basis, bending, residual, fraction, sigma, config):
             psi = np.ones(len(fraction))
         _, lhs = _normal_equations(basis, bending, fraction * psi, config.smoothing)
         middle = basis.T @ (basis * (fraction * psi ** 2)[:, None])
-        inverse = np.linalg.pinv(lhs)
+        try:
+            inverse = np.linalg.inv(lhs)
+        except np.linalg.LinAlgError:  # values no data or smoothing constrain
+            inverse = np.linalg.pinv(lhs)
         covariance[channel] = sigma[channel] ** 2 * inverse @ middle @ inverse.T
     return covariance
 
@@ -583,7 +589,8 @@ def _split_validation(n_samples, fraction, seed):
 
 
 def fit_spline(points, values, weights, shape, config=FitConfig(), *, design=None,
-               initial_values=None, progress=None, progress_desc='spline fit'):
+               initial_values=None, covariance=True, progress=None,
+               progress_desc='spline fit'):
     """
     Fit a spline surface to weighted samples of an image.
 
@@ -606,6 +613,9 @@ def fit_spline(points, values, weights, shape, config=FitConfig(), *, design=Non
     initial_values : `~numpy.ndarray`, shape (n, k), optional
         Control values (data units) of an earlier fit with the same initial
         control points, to start the robust initialization from.
+    covariance : bool, optional
+        Compute the covariance of the control values (for standard errors);
+        intermediate fits whose uncertainty nobody reads can skip it.
     progress : bool or None, optional
         Show a progress bar: True always, False never, None only when the
         optimization runs longer than two seconds.
@@ -715,8 +725,10 @@ def fit_spline(points, values, weights, shape, config=FitConfig(), *, design=Non
             control, _ = _initial_values(basis, bending, target, fraction, config, start=control)
         sigma = _robust_sigma(target - basis @ control, fraction)
 
-    covariance = _value_covariance(basis, bending, target - basis @ control, fraction, sigma,
-                                   config)
+    value_covariance = None
+    if covariance:
+        value_covariance = _value_covariance(basis, bending, target - basis @ control, fraction,
+                                             sigma, config) * (spread ** 2)[:, None, None]
     return SplineModel(control_points=final_centers * length_scale,
                        control_values=offset + spread * control,
                        initial_control_points=initial,
@@ -725,5 +737,5 @@ def fit_spline(points, values, weights, shape, config=FitConfig(), *, design=Non
                        noise_sigma=sigma * spread,
                        stop_reason=stop_reason,
                        sample_values=offset + spread * (basis @ control),
-                       value_covariance=covariance * (spread ** 2)[:, None, None],
+                       value_covariance=value_covariance,
                        _length_scale=length_scale)

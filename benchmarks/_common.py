@@ -11,11 +11,17 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 import numpy as np  # noqa: E402
 
 
-def timed(func, *args, **kwargs):
-    """Return (result, wall seconds) of one call."""
-    start = time.perf_counter()
-    result = func(*args, **kwargs)
-    return result, time.perf_counter() - start
+def timed(func, *args, repeat=1, **kwargs):
+    """
+    Return (result, wall seconds) of a call: the median over ``repeat``
+    calls, since a shared machine's speed drifts from one call to the next.
+    """
+    seconds = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = func(*args, **kwargs)
+        seconds.append(time.perf_counter() - start)
+    return result, float(np.median(seconds))
 
 
 class PeakMemory:
