@@ -59,6 +59,12 @@ def test_result_has_the_background2d_attributes(sky, fitted):
     assert set(fitted.timings) >= {'downscale', 'fit', 'evaluate'}
 
 
+def test_fast_full_image_evaluation_matches_exact(fitted):
+    fast = fitted.model.evaluate_image(fitted.background.shape, dtype=np.float64)
+    exact = fitted.model.evaluate_image(fitted.background.shape, dtype=np.float64, exact=True)
+    assert np.abs(fast - exact).max() <= 2e-4 * np.ptp(exact)
+
+
 def test_background_error_matches_the_scatter_of_refits():
     # Refit the same sky under independent noise: the model's scatter across
     # realizations is what background_error predicts.

@@ -6,6 +6,7 @@ from numpy.testing import assert_allclose
 from scipy.interpolate import RBFInterpolator
 
 from astrobgopt import spline
+from astrobgopt.optimize import grid_control_points
 from astrobgopt.spline import (apply_spline, apply_spline_grid, interpolate_spline,
                                solve_spline)
 
@@ -113,3 +114,21 @@ def test_bad_input():
         interpolate_spline(points, points[:4, 0], points)
     with pytest.raises(ValueError, match='at least 3'):
         interpolate_spline(points[:2], points[:2, 0], points)
+
+
+def test_coarse_grid_with_cubic_convolution_is_close_to_exact():
+    # An adversarial surface: random values at jittered grid points, ~100
+    # pixels apart, evaluated exactly every 5 pixels.
+    rng = np.random.default_rng(5)
+    centers = (grid_control_points((450, 600), 30) + rng.normal(0, 15, (30, 2))) / 600
+    weights, polynomial = solve_spline(tf.constant(centers), tf.constant(rng.normal(size=(30, 2))))
+    x = np.arange(600) / 600
+    y = np.arange(450) / 600
+    exact = apply_spline_grid(centers, weights.numpy(), polynomial.numpy(), x, y,
+                              dtype=np.float64)
+    fast = apply_spline_grid(centers, weights.numpy(), polynomial.numpy(), x, y, step=5,
+                             dtype=np.float64)
+    assert fast.shape == exact.shape == (450, 600, 2)
+    assert np.abs(fast - exact).max() <= 1e-3 * np.ptp(exact)
+    # The nodes themselves are exact.
+    assert_allclose(fast[::5, ::5], exact[::5, ::5], rtol=0, atol=1e-12)
