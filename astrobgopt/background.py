@@ -371,7 +371,7 @@ class SplineOptBackground:
         model = None
         for _ in range(_EXTENDED_ROUNDS):
             model = fit_spline(points, values, np.where(excess[usable], 0, weights), shape,
-                               init_only, design=design, covariance=False, progress=False,
+                               init_only, design=design, progress=False,
                                initial_values=None if model is None else model.control_values)
             z = np.zeros(usable.shape)
             z[usable] = ((values - model.sample_values) * np.sqrt(weights)[:, None]

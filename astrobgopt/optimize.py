@@ -271,10 +271,9 @@ class SplineModel:
         Why the optimization ended.
     sample_values : `~numpy.ndarray`, shape (m, k)
         The fitted surface at the samples it was fitted to.
-    value_covariance : `~numpy.ndarray`, shape (k, n, n), or None
+    value_covariance : `~numpy.ndarray`, shape (k, n, n)
         Covariance of the control values (data units squared) from the
-        noise of the samples, at the final positions (None when fitted with
-        ``covariance=False``).
+        noise of the samples, at the final positions (computed on first use).
     """
 
     control_points: np.ndarray
@@ -285,7 +284,7 @@ class SplineModel:
     noise_sigma: np.ndarray
     stop_reason: str
     sample_values: np.ndarray = field(repr=False, default=None)
-    value_covariance: np.ndarray = field(repr=False, default=None)
+    _covariance_source: object = field(repr=False, default=None)
     _length_scale: float = field(repr=False, default=1.0)
     _weights: np.ndarray = field(repr=False, default=None)
     _polynomial: np.ndarray = field(repr=False, default=None)
@@ -296,6 +295,13 @@ class SplineModel:
                                            order=self.order)
         self._weights = weights.numpy()
         self._polynomial = polynomial.numpy()
+
+    @functools.cached_property
+    def value_covariance(self):
+        """Covariance of the control values, (k, n, n), computed on first use."""
+        if self._covariance_source is None:
+            raise ValueError('this model carries no noise model for its control values')
+        return self._covariance_source()
 
     @property
     def n_channels(self):
@@ -315,8 +321,6 @@ class SplineModel:
         Standard error of the fitted surface at (x, y) points (m, 2): the
         propagated noise of the samples, shape (m, k).
         """
-        if self.value_covariance is None:
-            raise ValueError('this model was fitted with covariance=False')
         scale = self._length_scale
         basis, _ = _design(tf.constant(self.control_points / scale, tf.float64),
                            tf.constant(np.asarray(points, dtype=np.float64) / scale), self.order)
@@ -617,8 +621,7 @@ def _split_validation(n_samples, fraction, seed):
 
 
 def fit_spline(points, values, weights, shape, config=FitConfig(), *, design=None,
-               initial_values=None, covariance=True, progress=None,
-               progress_desc='spline fit'):
+               initial_values=None, progress=None, progress_desc='spline fit'):
     """
     Fit a spline surface to weighted samples of an image.
 
@@ -641,9 +644,6 @@ def fit_spline(points, values, weights, shape, config=FitConfig(), *, design=Non
     initial_values : `~numpy.ndarray`, shape (n, k), optional
         Control values (data units) of an earlier fit with the same initial
         control points, to start the robust initialization from.
-    covariance : bool, optional
-        Compute the covariance of the control values (for standard errors);
-        intermediate fits whose uncertainty nobody reads can skip it.
     progress : bool or None, optional
         Show a progress bar: True always, False never, None only when the
         optimization runs longer than two seconds.
@@ -753,10 +753,12 @@ def fit_spline(points, values, weights, shape, config=FitConfig(), *, design=Non
             control, _ = _initial_values(basis, bending, target, fraction, config, start=control)
         sigma = _robust_sigma(target - basis @ control, fraction)
 
-    value_covariance = None
-    if covariance:
-        value_covariance = _value_covariance(basis, bending, target - basis @ control, fraction,
-                                             sigma, config) * (spread ** 2)[:, None, None]
+    def covariance_in_data_units():
+        return (_value_covariance(basis, bending, residual, fraction, sigma, config)
+                * (spread ** 2)[:, None, None])
+
+    fitted = basis @ control
+    residual = target - fitted
     return SplineModel(control_points=final_centers * length_scale,
                        control_values=offset + spread * control,
                        initial_control_points=initial,
@@ -764,6 +766,6 @@ def fit_spline(points, values, weights, shape, config=FitConfig(), *, design=Non
                        loss_history=np.asarray(history),
                        noise_sigma=sigma * spread,
                        stop_reason=stop_reason,
-                       sample_values=offset + spread * (basis @ control),
-                       value_covariance=value_covariance,
+                       sample_values=offset + spread * fitted,
+                       _covariance_source=covariance_in_data_units,
                        _length_scale=length_scale)

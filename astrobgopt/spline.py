@@ -68,8 +68,9 @@ def _kernel(squared_distance, order):
 
 def _squared_distance(points_a, points_b):
     """Pairwise squared Euclidean distances, shape (len(a), len(b))."""
-    diff = points_a[:, None, :] - points_b[None, :, :]
-    return tf.reduce_sum(tf.square(diff), axis=-1)
+    # A sum of per-axis squares: no (len(a), len(b), d) temporary to reduce.
+    return tf.add_n([tf.square(points_a[:, axis, None] - points_b[None, :, axis])
+                     for axis in range(points_a.shape[1])])
 
 
 def _with_ones(points):
