@@ -7,6 +7,7 @@ import dataclasses
 import math
 import time
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 from astropy.nddata import NDData
@@ -49,6 +50,17 @@ _EXTENDED_MIN_KEPT = 0.25
 # Efficiency of the median relative to the mean for Gaussian noise: the
 # median of n pixels scatters sqrt(pi / 2) times more than their mean.
 _MEDIAN_NOISE_FACTOR = math.sqrt(math.pi / 2)
+
+
+class _PreparedImage(NamedTuple):
+    """What `SplineOptBackground._prepare` makes of the input."""
+
+    image: np.ndarray
+    unit: object
+    dtype: np.dtype
+    weights: np.ndarray
+    stretch: Stretch | None
+    coverage: np.ndarray | None
 
 
 def auto_downscale_factor(shape):
@@ -210,8 +222,9 @@ class SplineOptBackground:
                                 patience=patience, validation_fraction=validation_fraction,
                                 seed=seed)
         if downscale_factor != 'auto':
-            if isinstance(downscale_factor, bool) or not isinstance(downscale_factor,
-                                                                     (int, np.integer)):
+            is_integer = (isinstance(downscale_factor, (int, np.integer))
+                          and not isinstance(downscale_factor, bool))
+            if not is_integer:
                 raise TypeError(f"downscale_factor must be an integer or 'auto'; "
                                 f"got {downscale_factor!r}")
             if downscale_factor < 1:
@@ -270,43 +283,10 @@ class SplineOptBackground:
         """
         timings = {}
         start = time.perf_counter()
-        array, unit, data_mask, wcs = _split_input(data, wcs)
-        if channel_axis is None:
-            if array.ndim != 2:
-                raise ValueError(f'data must be a 2-D image; got shape {array.shape} '
-                                 '(for colour images pass channel_axis=)')
-            image = array[..., None]
-        else:
-            if array.ndim != 3:
-                raise ValueError(f'with channel_axis, data must be 3-D; got shape {array.shape}')
-            image = np.moveaxis(array, channel_axis, -1)
+        prepared = self._prepare(data, mask=mask, coverage_mask=coverage_mask, regions=regions,
+                                 wcs=wcs, channel_axis=channel_axis)
+        image, weights, stretch = prepared.image, prepared.weights, prepared.stretch
         shape = image.shape[:2]
-        out_dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.float32
-
-        removed = np.zeros(shape, dtype=np.float32)
-        for name, given in (('mask', mask), ('NDData mask', data_mask)):
-            if given is not None:
-                removed = np.maximum(removed, _validate_mask(given, shape, name))
-        coverage = None
-        if coverage_mask is not None:
-            coverage = _validate_mask(coverage_mask, shape, 'coverage_mask') > 0
-            removed[coverage] = 1
-        if regions is not None:
-            from .masks import regions_to_mask
-            removed[regions_to_mask(regions, shape, wcs=wcs)] = 1
-        finite = np.all(np.isfinite(image), axis=-1)
-        removed[~finite] = 1
-        if not finite.all():
-            image = np.where(finite[..., None], image, 0)
-
-        stretch = None
-        if self.stretch == 'mtf':
-            stretch = Stretch.from_data(image[removed < 1],
-                                        quantile=self.delinearization_quantile)
-        self._mask_thresholds(image, removed, stretch)
-        weights = 1 - removed
-        if not np.any(weights > 0):
-            raise ValueError('every pixel is masked or non-finite: nothing to fit')
 
         factor = (auto_downscale_factor(shape)
                   if self.downscale_factor == 'auto' else self.downscale_factor)
@@ -335,8 +315,59 @@ class SplineOptBackground:
 
         return SplineOptBackgroundResult(
             model=model, data=image, usable=weights > 0, samples=samples, stretch=stretch,
-            unit=unit, dtype=out_dtype, coverage=coverage, fill_value=fill_value,
-            channel_axis=channel_axis, estimator=self, timings=timings)
+            unit=prepared.unit, dtype=prepared.dtype, coverage=prepared.coverage,
+            fill_value=fill_value, channel_axis=channel_axis, estimator=self, timings=timings)
+
+    def _prepare(self, data, *, mask=None, coverage_mask=None, regions=None, wcs=None,
+                 channel_axis=None):
+        """
+        The image as float (H, W, k) with non-finite pixels zeroed, the fit
+        weight of every pixel and the fit's stretch.
+
+        The masks, regions and non-finite pixels come first, the stretch (if
+        any) is chosen from the pixels they leave, then the thresholds (in
+        stretched units with a stretch) remove more. Arguments as for
+        `__call__`.
+        """
+        array, unit, data_mask, wcs = _split_input(data, wcs)
+        if channel_axis is None:
+            if array.ndim != 2:
+                raise ValueError(f'data must be a 2-D image; got shape {array.shape} '
+                                 '(for colour images pass channel_axis=)')
+            image = array[..., None]
+        else:
+            if array.ndim != 3:
+                raise ValueError(f'with channel_axis, data must be 3-D; got shape {array.shape}')
+            image = np.moveaxis(array, channel_axis, -1)
+        shape = image.shape[:2]
+
+        removed = np.zeros(shape, dtype=np.float32)
+        for name, given in (('mask', mask), ('NDData mask', data_mask)):
+            if given is not None:
+                removed = np.maximum(removed, _validate_mask(given, shape, name))
+        coverage = None
+        if coverage_mask is not None:
+            coverage = _validate_mask(coverage_mask, shape, 'coverage_mask') > 0
+            removed[coverage] = 1
+        if regions is not None:
+            from .masks import regions_to_mask
+            removed[regions_to_mask(regions, shape, wcs=wcs)] = 1
+        finite = np.all(np.isfinite(image), axis=-1)
+        removed[~finite] = 1
+        if not finite.all():
+            image = np.where(finite[..., None], image, 0)
+
+        stretch = None
+        if self.stretch == 'mtf':
+            stretch = Stretch.from_data(image[removed < 1],
+                                        quantile=self.delinearization_quantile)
+        self._mask_thresholds(image, removed, stretch)
+        weights = 1 - removed
+        if not np.any(weights > 0):
+            raise ValueError('every pixel is masked or non-finite: nothing to fit')
+        dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.float32
+        return _PreparedImage(image=image, unit=unit, dtype=dtype, weights=weights,
+                              stretch=stretch, coverage=coverage)
 
     def _mask_extended_objects(self, samples, stretch, shape):
         """

@@ -463,33 +463,11 @@ def _read_mask(path, shape):
     return mask
 
 
-def _fit_weights(image, options, wcs, estimator):
-    """
-    Fit weight of every pixel (1 - mask) and the fit's stretch, for previews
-    and sample-point fits.
-
-    As the estimator does: the mask file, regions and non-finite pixels
-    first, the stretch (if any) from the pixels they leave, then the
-    thresholds (in stretched units with a stretch).
-    """
-    from .masks import regions_to_mask, threshold_mask
-    from .stretch import Stretch
-
-    shape = image.shape[:2]
-    removed = np.zeros(shape, dtype=np.float32)
-    if options.mask is not None:
-        removed = _read_mask(options.mask, shape)
-    if options.regions is not None:
-        removed[regions_to_mask(options.regions, shape, wcs=wcs)] = 1
-    removed[~np.all(np.isfinite(image), axis=-1)] = 1
-    stretch = None
-    levels = [estimator.threshold_min, estimator.threshold_max]
-    if estimator.stretch == 'mtf':
-        stretch = Stretch.from_data(image, removed < 1,
-                                    quantile=estimator.delinearization_quantile)
-        levels = [None if level is None else float(stretch.inverse(level)) for level in levels]
-    removed[np.any(threshold_mask(image, minimum=levels[0], maximum=levels[1]), axis=-1)] = 1
-    return 1 - removed, stretch
+def _prepare(image, options, wcs, estimator):
+    """The estimator's view of a float (H, W, k) image under the frame's masks."""
+    mask = None if options.mask is None else _read_mask(options.mask, image.shape[:2])
+    return estimator._prepare(image, mask=mask, regions=options.regions, wcs=wcs,
+                              channel_axis=-1)
 
 
 def _estimator_for(options, n_samples=None):
@@ -518,8 +496,8 @@ def _fit_with_points(image, options, wcs):
     points, source = read_points(options.points)
     estimator = _estimator_for(options, len(points))
     shape = image.shape[:2]
-    weights, stretch = _fit_weights(image, options, wcs, estimator)
-    image = np.where(np.isfinite(image), image, 0)
+    prepared = _prepare(image, options, wcs, estimator)
+    image, weights, stretch = prepared.image, prepared.weights, prepared.stretch
     is_sample = source == np.arange(len(source))
     values, n_effective = sample_points(image, weights, points[is_sample],
                                         sigma=options.points_sigma)
@@ -547,7 +525,7 @@ def _fit_with_points(image, options, wcs):
     timings['fit'] = time.perf_counter() - start
     return SplineOptBackgroundResult(
         model=model, data=image, usable=weights > 0, samples=samples, stretch=stretch,
-        unit=None, dtype=image.dtype, coverage=None, fill_value=0.0, channel_axis=-1,
+        unit=None, dtype=prepared.dtype, coverage=None, fill_value=0.0, channel_axis=-1,
         estimator=estimator, timings=timings)
 
 
@@ -696,7 +674,8 @@ def _preview(work, image, plot_path, options):
     finite = np.all(np.isfinite(work), axis=-1)
     user_points = read_points(options.points)[0] if options.points is not None else None
     estimator = _estimator_for(options, None if user_points is None else len(user_points))
-    weights, stretch = _fit_weights(work, options, image.wcs, estimator)
+    prepared = _prepare(work, options, image.wcs, estimator)
+    weights, stretch = prepared.weights, prepared.stretch
     config = estimator.config
     shape = work.shape[:2]
     control = initial_control_points(shape, config)

@@ -113,8 +113,8 @@ def solve_spline(centers, values, *, order=2, regularization=0.0):
     bottom = tf.concat([tf.transpose(poly),
                         tf.zeros((n_dims + 1, n_dims + 1), dtype=centers.dtype)], axis=1)
     lhs = tf.concat([top, bottom], axis=0)
-    rhs = tf.concat([values, tf.zeros(tf.stack([n_dims + 1, tf.shape(values)[1]]),
-                                       dtype=values.dtype)], axis=0)
+    tail_rows = tf.zeros(tf.stack([n_dims + 1, tf.shape(values)[1]]), dtype=values.dtype)
+    rhs = tf.concat([values, tail_rows], axis=0)
     solution = tf.linalg.solve(lhs, rhs)
     return solution[:n_points], solution[n_points:]
 

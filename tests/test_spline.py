@@ -71,6 +71,7 @@ def test_gradients_flow_to_positions_and_values(scattered):
         out = tf.reduce_sum(tf.sin(interpolate_spline(c, v, q)))
     grad_c, grad_v = tape.gradient(out, [c, v])
     assert tf.is_tensor(out)
+
     # Compare with central finite differences on one coordinate of each.
     def total(cc, vv):
         return np.sum(np.sin(interpolate_spline(cc, vv, queries)))
