@@ -48,8 +48,8 @@ class ImageData:
     Attributes
     ----------
     data : `~numpy.ndarray`
-        Pixel values as stored: FITS (ny, nx) or (channels, ny, nx); XISF
-        and TIFF (ny, nx) or (ny, nx, channels).
+        Pixel values: FITS (ny, nx) or (channels, ny, nx); XISF and TIFF
+        (ny, nx) or (ny, nx, channels), planar TIFF colour included.
     header : `~astropy.io.fits.Header` or None
         The FITS header of the HDU read; for XISF, a header built from the
         file's FITS keywords; None for TIFF.
@@ -270,9 +270,22 @@ def _read_tiff(path, hdu):
     import tifffile
 
     with tifffile.TiffFile(path) as tiff:
-        data = tiff.asarray()
+        series = tiff.series[0]
+        data = series.asarray()
+        axes = series.axes
         tags = {tag.name: tag.value for tag in tiff.pages[0].tags
                 if isinstance(tag.value, (str, int, float))}
+    # Drop length-1 axes other than rows, columns and samples (a stack of
+    # one image), then store channels last whatever the planar configuration.
+    kept = [index for index, axis in enumerate(axes) if axis in 'YXS' or data.shape[index] > 1]
+    data = data.reshape([data.shape[index] for index in kept])
+    axes = ''.join(axes[index] for index in kept)
+    if axes == 'SYX':
+        data = np.ascontiguousarray(np.moveaxis(data, 0, -1))
+    elif axes not in ('YX', 'YXS'):
+        raise ValueError(f'it holds an array of shape {data.shape} with axes {axes!r} '
+                         "(tifffile's names); astrobgopt reads one grey or colour image "
+                         'per file: save each frame of a stack as its own file')
     return ImageData(data=data, header=None, wcs=None, unit=None, meta=tags, format='tiff',
                      path=path)
 

@@ -196,6 +196,21 @@ def test_xisf_and_tiff_round_trips(tmp_path, dtype, shape, suffix, compress):
         assert '"BGOPTPAR": "n_points=16"' in image.meta['ImageDescription']
 
 
+def test_tiff_planar_colour_reads_channels_last_and_stacks_are_refused(tmp_path):
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 65535, (3, 30, 40), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / 'planar.tif', rgb, photometric='rgb', planarconfig='separate')
+    image = read_image(tmp_path / 'planar.tif')
+    assert image.data.shape == (30, 40, 3)
+    assert np.array_equal(image.data, np.moveaxis(rgb, 0, -1))
+    # A stack of one image is that image.
+    tifffile.imwrite(tmp_path / 'single.tif', rgb[:1].astype(np.float32))
+    assert read_image(tmp_path / 'single.tif').data.shape == (30, 40)
+    tifffile.imwrite(tmp_path / 'stack.tif', np.zeros((5, 30, 40), np.float32))
+    with pytest.raises(ValueError, match=r"stack.tif.*shape \(5, 30, 40\).*own file"):
+        read_image(tmp_path / 'stack.tif')
+
+
 def test_xisf_keeps_fits_keywords_and_wcs(fits_image, tmp_path):
     path, data = fits_image
     fits_input = read_image(path)
