@@ -17,7 +17,7 @@ from astropy.utils import lazyproperty
 from astropy.utils.exceptions import AstropyUserWarning
 
 from .downsample import DOWNSCALE_FUNCTIONS, block_reduce_masked
-from .optimize import FitConfig, fit_spline, make_design
+from .optimize import FitConfig, compute_device, fit_spline, make_design
 from .stretch import Stretch
 
 __all__ = ['SplineOptBackground', 'SplineOptBackgroundResult']
@@ -616,7 +616,10 @@ class SplineOptBackgroundResult:
 
     @property
     def meta(self):
-        """Provenance: options, downscale factor, stretch, stop reason, timings."""
+        """
+        Provenance: options, downscale factor, stretch, stop reason, device,
+        timings.
+        """
         return {'estimator': repr(self._estimator),
                 'config': self._estimator.config.to_dict(),
                 'downscale_factor': self.downscale_factor,
@@ -625,6 +628,7 @@ class SplineOptBackgroundResult:
                 'n_control_points': len(self.model.control_points),
                 'stop_reason': self.model.stop_reason,
                 'n_steps': len(self.model.loss_history) - 1,
+                'device': compute_device(),
                 'timings': dict(self.timings)}
 
     def plot_meshes(self, *, ax=None, marker='+', color='red', markersize=None, alpha=None,

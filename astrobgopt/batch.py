@@ -918,6 +918,8 @@ def _run_on_dask(jobs, output_dir, options, *, workers, scheduler, client, on_re
 
     from dask.distributed import Client, LocalCluster, as_completed
 
+    from ._startup import load_numerical_core
+
     with contextlib.ExitStack() as stack:
         if client is None and scheduler is not None:
             client = stack.enter_context(Client(scheduler))
@@ -928,6 +930,7 @@ def _run_on_dask(jobs, output_dir, options, *, workers, scheduler, client, on_re
                 dashboard_address=None, silence_logs=logging.ERROR,
                 env=_worker_environment(n_workers)))
             client = stack.enter_context(Client(cluster))
+        client.run(load_numerical_core)
         # Absolute paths: remote workers need not share our working directory.
         futures = {client.submit(_run_frame, str(path.resolve()), str(output_dir.resolve()),
                                  options, pure=False): path for path in jobs}

@@ -248,7 +248,7 @@ def build_parser():
     run.add_argument('--quiet', action='store_true',
                      help='no progress bar or messages, only warnings and errors')
     run.add_argument('--debug', action='store_true',
-                     help='show the Python traceback of errors')
+                     help="show the Python traceback of errors and TensorFlow's start-up log")
     return parser
 
 
@@ -361,6 +361,7 @@ def _validate(argv):
 
 
 def _run(args, parser):
+    from ._startup import load_numerical_core
     from .batch import FrameOptions, check_input, expand_inputs
 
     # Inputs first: a missing file is reported before the options are
@@ -368,6 +369,7 @@ def _run(args, parser):
     inputs = [] if args.demo else expand_inputs(args.inputs)
     for path in inputs:
         check_input(path)
+    load_numerical_core(show_log=args.debug)
     try:
         options = _frame_options(args)
         FrameOptions(**options)

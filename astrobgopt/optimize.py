@@ -57,7 +57,7 @@ from ._choices import INITIALIZERS, LOSSES, SUPPORTED_ORDERS
 from .spline import apply_spline, apply_spline_grid, bending_energy, solve_spline
 
 __all__ = ['FitConfig', 'SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
-           'INITIALIZERS', 'grid_control_points', 'initial_control_points']
+           'INITIALIZERS', 'compute_device', 'grid_control_points', 'initial_control_points']
 
 
 # Tukey biweight cut-off in units of the noise: 4 sigma keeps ~99.99% of
@@ -175,6 +175,18 @@ class FitConfig:
     def to_dict(self):
         """The options as a plain dict (for provenance records)."""
         return asdict(self)
+
+
+def compute_device():
+    """
+    Where the fit runs: ``'GPU (name)'`` for the first GPU TensorFlow sees,
+    else ``'CPU'``.
+    """
+    gpus = tf.config.list_physical_devices('GPU')
+    if not gpus:
+        return 'CPU'
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return f"GPU ({details.get('device_name', gpus[0].name)})"
 
 
 def grid_control_points(shape, n_points):

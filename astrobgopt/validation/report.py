@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+from .._startup import load_numerical_core
 from ._checks import check_shape
 from .compare import DEFAULT_WIDTHS, compare_backgrounds, default_estimators, notebook_estimators
 from .masks import notebook_source_mask
@@ -223,6 +224,8 @@ def validation_main(argv=None):
     if size < 64:
         parser.error(f'--size must be at least 64 pixels, got {size}')
     n_sources, n_blemishes = _scaled_scene(size)
+    if not args.notebook_only:
+        load_numerical_core()
     summary = run_validation(args.output_dir, shape=(size, size), seed=args.seed,
                              n_sources=n_sources, n_blemishes=n_blemishes,
                              estimators=notebook_estimators() if args.notebook_only else None)

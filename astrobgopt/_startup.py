@@ -1,0 +1,66 @@
+"""
+Loading the numerical core (TensorFlow) without its native start-up log.
+
+TensorFlow's C++ runtime writes lines such as "Could not find cuda drivers
+on your machine" or "failed call to cuInit" straight to file descriptor 2
+when it is imported, before ``TF_CPP_MIN_LOG_LEVEL`` takes effect (TensorFlow
+2.21). On a CPU-only machine they are normal, but to an astrophotographer
+running the command line they read as errors.
+"""
+
+import contextlib
+import importlib
+import os
+import sys
+import tempfile
+
+__all__ = ['load_numerical_core']
+
+
+def load_numerical_core(*, show_log=False):
+    """
+    Import the numerical core and find its device now, holding back
+    TensorFlow's native log.
+
+    The log is written to stderr after all if the import fails, or at once
+    with ``show_log=True``. Once imported, later imports are free, so the
+    command line and each batch worker call this first.
+
+    Parameters
+    ----------
+    show_log : bool, optional
+        Let the native log through (``--debug``).
+
+    Returns
+    -------
+    device : str
+        ``'CPU'`` or ``'GPU (name)'``, see `astrobgopt.optimize.compute_device`.
+    """
+    quiet = not show_log and 'tensorflow' not in sys.modules
+    with _native_stderr_held() if quiet else contextlib.nullcontext():
+        # Looking for GPUs initialises CUDA, which logs too.
+        return importlib.import_module('.optimize', __package__).compute_device()
+
+
+@contextlib.contextmanager
+def _native_stderr_held():
+    """Send file descriptor 2 to a temporary file; replay it if the block fails."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (a detached process): nothing to hold
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors='replace'))
+            sys.stderr.flush()
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
