@@ -2,11 +2,14 @@
 
 import math
 import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
 import pytest
 from astropy.io import fits
+from dask.distributed import LocalCluster
 
 from astrobgopt.batch import (expand_inputs, output_paths, process_batch, process_file,
                               read_points, sample_points, FrameOptions)
@@ -51,6 +54,27 @@ def test_batch_on_local_cluster_reports_broken_file(tmp_path, starfield):
     # A second pass is refused before any work: outputs exist.
     with pytest.raises(FileExistsError, match='already exists'):
         process_batch(str(tmp_path / 'light_*.fits'), tmp_path / 'out', workers=2)
+
+
+def test_cli_batch_on_a_running_scheduler(tmp_path, starfield):
+    """``--scheduler``: the command submits to a cluster it did not start."""
+    for index in range(2):
+        fits.writeto(tmp_path / f'light_{index}.fits', starfield.image)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        run = subprocess.run(
+            [sys.executable, '-m', 'astrobgopt.cli', 'light_*.fits', '-o', 'out', '-e', '30',
+             '--scheduler', cluster.scheduler_address],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        prefixes = cluster.scheduler.task_prefixes
+    assert run.returncode == 0, run.stderr
+    assert '[2/2]' in run.stdout
+    for index in range(2):
+        model = fits.getdata(tmp_path / 'out' / f'light_{index}_bgModel.fits')
+        assert np.std(model - starfield.background) < 0.5 * starfield.noise_sigma
+    # The frames were computed on this cluster (Dask drops the underscore
+    # of _run_frame from the task prefix).
+    assert prefixes['run_frame'].state_counts['memory'] == 2
 
 
 def test_expand_inputs(tmp_path):
