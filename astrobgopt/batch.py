@@ -463,11 +463,10 @@ def _read_mask(path, shape):
     return mask
 
 
-def _prepare(image, options, wcs, estimator):
-    """The estimator's view of a float (H, W, k) image under the frame's masks."""
+def _estimator_inputs(image, options, wcs):
+    """Keyword arguments of the estimator for a float (H, W, k) frame: its masks and WCS."""
     mask = None if options.mask is None else _read_mask(options.mask, image.shape[:2])
-    return estimator._prepare(image, mask=mask, regions=options.regions, wcs=wcs,
-                              channel_axis=-1)
+    return {'mask': mask, 'regions': options.regions, 'wcs': wcs, 'channel_axis': -1}
 
 
 def _estimator_for(options, n_samples=None):
@@ -496,7 +495,7 @@ def _fit_with_points(image, options, wcs):
     points, source = read_points(options.points)
     estimator = _estimator_for(options, len(points))
     shape = image.shape[:2]
-    prepared = _prepare(image, options, wcs, estimator)
+    prepared = estimator._prepare(image, **_estimator_inputs(image, options, wcs))
     image, weights, stretch = prepared.image, prepared.weights, prepared.stretch
     is_sample = source == np.arange(len(source))
     values, n_effective = sample_points(image, weights, points[is_sample],
@@ -533,9 +532,7 @@ def _fit(image, options, wcs):
     """The background fit of a float (H, W, k) image under the frame options."""
     if options.points is not None:
         return _fit_with_points(image, options, wcs)
-    mask = None if options.mask is None else _read_mask(options.mask, image.shape[:2])
-    return options.estimator()(image, mask=mask, regions=options.regions, wcs=wcs,
-                               channel_axis=-1)
+    return options.estimator()(image, **_estimator_inputs(image, options, wcs))
 
 
 def _correct(data, model, result, options):
@@ -674,7 +671,7 @@ def _preview(work, image, plot_path, options):
     finite = np.all(np.isfinite(work), axis=-1)
     user_points = read_points(options.points)[0] if options.points is not None else None
     estimator = _estimator_for(options, None if user_points is None else len(user_points))
-    prepared = _prepare(work, options, image.wcs, estimator)
+    prepared = estimator._prepare(work, **_estimator_inputs(work, options, image.wcs))
     weights, stretch = prepared.weights, prepared.stretch
     config = estimator.config
     shape = work.shape[:2]
@@ -930,7 +927,9 @@ def _run_on_dask(jobs, output_dir, options, *, workers, scheduler, client, on_re
                 dashboard_address=None, silence_logs=logging.ERROR,
                 env=_worker_environment(n_workers)))
             client = stack.enter_context(Client(cluster))
-        client.run(load_numerical_core)
+            # Our workers share this terminal's stderr: keep TensorFlow's
+            # start-up log off it, as the command line does.
+            client.run(load_numerical_core)
         # Absolute paths: remote workers need not share our working directory.
         futures = {client.submit(_run_frame, str(path.resolve()), str(output_dir.resolve()),
                                  options, pure=False): path for path in jobs}

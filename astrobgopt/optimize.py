@@ -177,10 +177,11 @@ class FitConfig:
         return asdict(self)
 
 
+@functools.cache
 def compute_device():
     """
     Where the fit runs: ``'GPU (name)'`` for the first GPU TensorFlow sees,
-    else ``'CPU'``.
+    else ``'CPU'`` (TensorFlow's devices are fixed once it has started).
     """
     gpus = tf.config.list_physical_devices('GPU')
     if not gpus:
@@ -765,12 +766,13 @@ def fit_spline(points, values, weights, shape, config=FitConfig(), *, design=Non
             control, _ = _initial_values(basis, bending, target, fraction, config, start=control)
         sigma = _robust_sigma(target - basis @ control, fraction)
 
+    fitted = basis @ control
+    residual = target - fitted
+
     def covariance_in_data_units():
         return (_value_covariance(basis, bending, residual, fraction, sigma, config)
                 * (spread ** 2)[:, None, None])
 
-    fitted = basis @ control
-    residual = target - fitted
     return SplineModel(control_points=final_centers * length_scale,
                        control_values=offset + spread * control,
                        initial_control_points=initial,
