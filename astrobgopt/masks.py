@@ -221,8 +221,8 @@ def _rasterize(region, shape, wcs, mask, *, include, location):
 def _celestial_wcs(wcs, name, location):
     """The celestial part of ``wcs`` for placing a sky region, or a clear error."""
     if wcs is None:
-        raise ValueError(f'{name} needs a WCS; the image has none: use pixel regions or an '
-                         f'image with a celestial WCS ({location})')
+        raise ValueError(f'{name} needs a WCS; the image has none (wcs=None): use pixel regions '
+                         f'or an image with a celestial WCS ({location})')
     if not wcs.has_celestial:
         raise ValueError(f'{name} needs a celestial WCS; the image WCS has axes '
                          f'{list(wcs.wcs.ctype)}: use pixel regions ({location})')

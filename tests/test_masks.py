@@ -92,8 +92,8 @@ def test_sky_regions_need_and_use_a_wcs():
 
     # Finding C1: the message was the region's repr, cut off by the CLI.
     with pytest.raises(ValueError, match=r"^sky region circle at RA 150\.00000, Dec 2\.00000 deg "
-                                         r"needs a WCS; the image has none: use pixel regions "
-                                         r"or an image with a celestial WCS "
+                                         r"needs a WCS; the image has none \(wcs=None\): use "
+                                         r"pixel regions or an image with a celestial WCS "
                                          r"\(region #1 of '.*sky_regions.reg'\)$"):
         regions_to_mask(DATA / 'sky_regions.reg', shape)
 
