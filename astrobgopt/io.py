@@ -700,9 +700,12 @@ def _write_tiff(target, data, header, compress, alpha, like):
         extra_samples = ['unspecified'] * (samples.shape[-1] - (3 if colour else 1))
         if alpha is not None:
             samples = np.dstack([samples, cast_like(alpha, data.dtype)])
-            alpha_kinds = [kind for kind in like.meta['ExtraSamples']
+            # As the input marked them; unassociated for an alpha set by hand.
+            alpha_kinds = [kind for kind in like.meta.get('ExtraSamples', ())
                            if kind in _TIFF_ALPHA_SAMPLES]
-            extra_samples += alpha_kinds
+            n_alpha = 1 if alpha.ndim == 2 else alpha.shape[-1]
+            extra_samples += (alpha_kinds if len(alpha_kinds) == n_alpha
+                              else ['unassalpha'] * n_alpha)
         options = {'photometric': 'rgb' if colour else 'minisblack', 'planarconfig': 'contig',
                    'extrasamples': extra_samples or None}
         data = samples

@@ -274,6 +274,12 @@ def test_grey_alpha_tiff_keeps_its_alpha_apart_and_writes_it_back(tmp_path):
     result = read_image(out)
     assert np.array_equal(result.data, cast_like(grey / 2, np.uint16))
     assert np.array_equal(result.alpha, alpha)
+    # An alpha given by hand is written as unassociated alpha.
+    by_hand = read_image(write_image(tmp_path / 'plain.tif', grey))
+    by_hand.alpha = np.dstack([alpha, alpha // 2])
+    with tifffile.TiffFile(write_image(tmp_path / 'two.tif', grey, like=by_hand)) as tiff:
+        assert [int(kind) for kind in tiff.pages[0].extrasamples] == [2, 2]
+    assert np.array_equal(read_image(tmp_path / 'two.tif').alpha, by_hand.alpha)
     # FITS has no alpha channel: it is dropped, and said so.
     with pytest.warns(AstropyUserWarning, match="alpha channel of 'ga.tif' is not written"):
         write_image(tmp_path / 'out.fits', image.data, like=image)
