@@ -568,10 +568,12 @@ def _storable(data):
     """Pixels as a type the formats store, in native byte order (see `write_image`)."""
     data = np.asarray(data)
     if data.dtype.kind not in 'biuf':
+        advice = ('write the real part (data.real) or the magnitude (np.abs(data))'
+                  if data.dtype.kind == 'c' else 'convert them to integers or floats')
         raise TypeError(f'cannot write {data.dtype} pixels: image formats store integers and '
-                        'floats; write the real part (data.real) or the magnitude (np.abs)')
-    dtype = _STORED_AS.get(data.dtype, data.dtype).newbyteorder('=')
-    return data.astype(dtype, copy=False)
+                        f'floats; {advice}')
+    native = data.dtype.newbyteorder('=')
+    return data.astype(_STORED_AS.get(native, native), copy=False)
 
 
 def _alpha_to_write(like, data, format_name, path):

@@ -359,9 +359,11 @@ def test_pixel_types_no_format_stores(tmp_path):
     with pytest.raises(TypeError, match='cannot write complex128'):
         write_image(tmp_path / 'c.fits', np.zeros((4, 4)),
                     extra_hdus={'BACKGROUND': np.zeros((4, 4), complex)})
+    with pytest.raises(TypeError, match='cannot write <U1 pixels.*convert them to integers'):
+        write_image(tmp_path / 'c.tif', np.full((4, 4), 'a'))
     assert not list(tmp_path.iterdir())
     flags = np.eye(4, dtype=bool)
-    half = np.linspace(0, 1, 16, dtype=np.float16).reshape(4, 4)
+    half = np.linspace(0, 1, 16, dtype='>f2').reshape(4, 4)
     for suffix in ('.fits', '.xisf', '.tif'):
         stored = read_image(write_image(tmp_path / f'bool{suffix}', flags)).data
         assert stored.dtype == np.uint8 and np.array_equal(stored, flags)
