@@ -5,6 +5,8 @@ metadata, and recording provenance.
 Writes are atomic: the image goes to a temporary file beside the target,
 which replaces the target only once it is complete, so an interrupted or
 failing write never leaves a truncated file and never touches the target.
+A temporary stranded by a killed process is removed by the next write of
+the same target.
 """
 
 import dataclasses
@@ -12,7 +14,9 @@ import datetime
 import os
 import re
 import secrets
+import socket
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,15 @@ _STRUCTURAL_KEYWORDS = ('SIMPLE', 'XTENSION', 'BITPIX', 'NAXIS', 'EXTEND', 'PCOU
                         'BSCALE', 'BZERO', 'BLANK', 'CHECKSUM', 'DATASUM')
 _XISF_DTYPES = tuple(np.dtype(name) for name in
                      ('uint8', 'uint16', 'uint32', 'float32', 'float64'))
+# Pixel types not every format stores, and the type all write them as.
+_STORED_AS = {np.dtype(bool): np.dtype(np.uint8), np.dtype(np.float16): np.dtype(np.float32)}
+# TIFF ExtraSamples values that mark an alpha channel (associated, unassociated).
+_TIFF_ALPHA_SAMPLES = (1, 2)
+# Start of the names of temporary files written beside a target.
+_TEMPORARY_PREFIX = '.tmp-astrobgopt'
+# Most channels a colour image has; a FITS cube axis this short is taken
+# for the channel axis.
+_MAX_COLOUR_CHANNELS = 4
 
 
 @dataclasses.dataclass
@@ -48,8 +61,11 @@ class ImageData:
     Attributes
     ----------
     data : `~numpy.ndarray`
-        Pixel values: FITS (ny, nx) or (channels, ny, nx); XISF and TIFF
-        (ny, nx) or (ny, nx, channels), planar TIFF colour included.
+        Pixel values, in the file's layout: (ny, nx), or three axes with
+        the channels on ``channel_axis``. FITS colour is normally
+        (channels, ny, nx) but may be stored channels last; XISF and TIFF
+        are (ny, nx, channels), planar TIFF colour included. A TIFF alpha
+        channel is not part of ``data``: see ``alpha``.
     header : `~astropy.io.fits.Header` or None
         The FITS header of the HDU read; for XISF, a header built from the
         file's FITS keywords; None for TIFF.
@@ -67,6 +83,15 @@ class ImageData:
         The file read.
     hdu : int or None
         Index of the FITS HDU read (None for other formats).
+    channel_axis : {0, -1} or None
+        The axis of ``data`` that holds the channels: 0 (FITS channels
+        first), -1 (channels last), None for a 2-D image.
+    alpha : `~numpy.ndarray` or None
+        TIFF only: the alpha channel (samples the file marks as alpha),
+        (ny, nx), or (ny, nx, n) for several; None when there is none.
+        It is kept apart so that it is not fitted as image data;
+        `write_image` writes it back unchanged with TIFF output ``like``
+        this image.
     """
 
     data: np.ndarray
@@ -77,6 +102,8 @@ class ImageData:
     format: str
     path: Path
     hdu: int | None = None
+    channel_axis: int | None = None
+    alpha: np.ndarray | None = None
 
 
 def image_format(path):
@@ -103,7 +130,7 @@ def _known_suffixes():
     return ', '.join(suffix for suffixes in _FORMAT_SUFFIXES.values() for suffix in suffixes)
 
 
-def read_image(path, *, hdu=None):
+def read_image(path, *, hdu=None, channel_axis=None):
     """
     Read an image from a FITS, XISF or TIFF file.
 
@@ -114,16 +141,28 @@ def read_image(path, *, hdu=None):
     hdu : int or str, optional
         FITS only: the HDU index or EXTNAME. Default: the first HDU that
         holds image data (a tile-compressed image included).
+    channel_axis : {0, -1}, optional
+        FITS only: the axis of a 3-D image that holds the channels (0:
+        channels first, the FITS convention; -1 or 2: channels last).
+        Default: told from the shape. A first axis of at most 4 is the
+        channel axis, else a last axis of 3 or 4 (an RGB or RGBA cube
+        stored channels last), else the first axis (a cube of frames); a
+        shape where both the first axis is at most 4 and the last is 3 or
+        4, such as (3, 500, 3), is refused as ambiguous. XISF and TIFF
+        record their layout and are always read channels last.
 
     Returns
     -------
     image : `ImageData`
+        With ``channel_axis`` set to the layout read, and, for a TIFF with
+        an alpha channel, the alpha kept apart in ``alpha``.
 
     Raises
     ------
     ValueError
-        If the extension is unknown, the file cannot be parsed, or the
-        requested HDU does not exist or holds no image.
+        If the extension is unknown, ``path`` is a directory, the file
+        cannot be parsed, the requested HDU does not exist or holds no
+        image, or the channel axis of a FITS cube is ambiguous.
     FileNotFoundError
         If the file does not exist.
     """
@@ -132,13 +171,21 @@ def read_image(path, *, hdu=None):
     if format_name is None:
         raise ValueError(f'cannot tell the image format of {str(path)!r} from its extension; '
                          f'known extensions: {_known_suffixes()}')
+    if path.is_dir():
+        raise ValueError(f'{str(path)!r} is a directory, not an image file: name a file '
+                         'inside it')
     if not path.is_file():
         raise FileNotFoundError(f'image file {str(path)!r} does not exist')
-    if hdu is not None and format_name != 'fits':
-        raise ValueError(f'hdu= applies to FITS files only; {str(path)!r} is {format_name}')
+    for name, value in (('hdu', hdu), ('channel_axis', channel_axis)):
+        if value is not None and format_name != 'fits':
+            raise ValueError(f'{name}= applies to FITS files only; {str(path)!r} is '
+                             f'{format_name}')
+    if channel_axis not in (None, 0, -1, 2):
+        raise ValueError(f'channel_axis must be 0 (channels first) or -1 (channels last); got '
+                         f'{channel_axis!r}')
     reader = {'fits': _read_fits, 'xisf': _read_xisf, 'tiff': _read_tiff}[format_name]
     try:
-        return reader(path, hdu)
+        image = reader(path, hdu)
     except MemoryError:
         raise
     except Exception as exc:
@@ -146,6 +193,10 @@ def read_image(path, *, hdu=None):
         # files (OSError, struct/XML/zlib errors); report them uniformly,
         # with the file's name.
         raise ValueError(f'could not read {format_name} file {str(path)!r}: {exc}') from exc
+    if image.data.ndim == 3:
+        image.channel_axis = (-1 if format_name != 'fits'
+                              else _fits_channel_axis(image.data.shape, channel_axis, path))
+    return image
 
 
 def _read_fits(path, hdu):
@@ -157,11 +208,22 @@ def _read_fits(path, hdu):
         data = np.asarray(selected.data, dtype=selected.data.dtype.newbyteorder('='))
         header = selected.header.copy()
     if data.ndim not in (2, 3):
-        raise ValueError(f'HDU {index} holds {data.ndim}-D data; an image must be 2-D or 3-D '
-                         '(channels first)')
+        raise ValueError(f'HDU {index} holds {data.ndim}-D data; an image must be 2-D or 3-D')
     return ImageData(data=data, header=header, wcs=_celestial_wcs(header, path),
                      unit=_header_unit(header, path), meta={}, format='fits', path=path,
                      hdu=index)
+
+
+def _fits_channel_axis(shape, channel_axis, path):
+    """The channel axis (0 or -1) of a 3-D FITS image: as asked, else told from the shape."""
+    if channel_axis is not None:
+        return 0 if channel_axis == 0 else -1
+    first_is_short = shape[0] <= _MAX_COLOUR_CHANNELS
+    last_is_colour = shape[-1] in (3, 4)
+    if first_is_short and last_is_colour:
+        raise ValueError(f'{str(path)!r} holds a cube of shape {shape}, which could be stored '
+                         'channels first or channels last: pass channel_axis=0 or -1')
+    return -1 if last_is_colour else 0
 
 
 def _select_hdu(hdul, hdu):
@@ -180,6 +242,11 @@ def _select_hdu(hdul, hdu):
         index = hdul.index_of(hdu)
     except (KeyError, IndexError) as exc:
         raise ValueError(f'there is no HDU {hdu!r} (HDUs: {listing})') from exc
+    # index_of returns an integer unchecked.
+    if not -len(hdul) <= index < len(hdul):
+        raise ValueError(f'there is no HDU {hdu!r}: the file has HDUs 0 to {len(hdul) - 1} '
+                         f'({listing})')
+    index %= len(hdul)
     if not has_image(hdul[index]):
         raise ValueError(f'HDU {hdu!r} holds no image data (HDUs: {listing})')
     return index
@@ -273,7 +340,9 @@ def _read_tiff(path, hdu):
         series = tiff.series[0]
         data = series.asarray()
         axes = series.axes
-        tags = {tag.name: tag.value for tag in tiff.pages[0].tags
+        page = tiff.pages[0]
+        extra_samples = tuple(int(kind) for kind in page.extrasamples)
+        tags = {tag.name: tag.value for tag in page.tags
                 if isinstance(tag.value, (str, int, float))}
     # Drop length-1 axes other than rows, columns and samples (a stack of
     # one image), then store channels last whatever the planar configuration.
@@ -286,8 +355,23 @@ def _read_tiff(path, hdu):
         raise ValueError(f'it holds an array of shape {data.shape} with axes {axes!r} '
                          "(tifffile's names); astrobgopt reads one grey or colour image "
                          'per file: save each frame of a stack as its own file')
+    # The extra samples follow the colour (or grey) ones; those marked as
+    # alpha are kept apart, so that they are carried through, not fitted.
+    alpha = None
+    is_alpha = np.zeros(data.shape[-1] if data.ndim == 3 else 0, dtype=bool)
+    if extra_samples:
+        is_alpha[-len(extra_samples):] = [kind in _TIFF_ALPHA_SAMPLES for kind in extra_samples]
+    if is_alpha.any():
+        tags['ExtraSamples'] = extra_samples
+        alpha = _single_channel(data[..., is_alpha])
+        data = _single_channel(data[..., ~is_alpha])
     return ImageData(data=data, header=None, wcs=None, unit=None, meta=tags, format='tiff',
-                     path=path)
+                     path=path, alpha=alpha)
+
+
+def _single_channel(data):
+    """A (ny, nx, channels) array as (ny, nx) when it has one channel."""
+    return data[..., 0] if data.shape[-1] == 1 else data
 
 
 def read_ccddata(path, *, hdu=None, unit=None):
@@ -371,12 +455,19 @@ def write_image(path, data, *, like=None, overwrite=False, provenance=None, hist
         Output file. Its extension gives the format; an unknown extension
         falls back to ``like.format``.
     data : `~numpy.ndarray` or `~astropy.units.Quantity`
-        Pixels in the layout of the output format (FITS channels first,
-        XISF/TIFF channels last). A Quantity's unit is written as BUNIT.
+        Pixels, written in the layout given: (ny, nx), or three axes
+        with the channels first or last for FITS (as ``like.data``, see
+        `ImageData.channel_axis`) and last for XISF and TIFF. A
+        Quantity's unit is written as BUNIT. Boolean pixels are written
+        as uint8 and float16 as float32 (no format here stores them
+        portably), any byte order as native; complex pixels are refused.
     like : `ImageData`, optional
         The image this one derives from: its header (FITS; for XISF output,
         as FITS keywords) and WCS are kept, and its XISF properties are
-        copied to XISF output.
+        copied to XISF output. Its TIFF alpha channel (``like.alpha``) is
+        written unchanged after the channels of ``data`` to TIFF output of
+        the same size; other formats have no alpha channel, and it is
+        dropped with a warning.
     overwrite : bool, optional
         Replace an existing file. Without it an existing target raises
         `FileExistsError` and is left as it is.
@@ -409,6 +500,19 @@ def write_image(path, data, *, like=None, overwrite=False, provenance=None, hist
         If ``path`` exists and ``overwrite`` is False.
     ValueError
         If the format cannot be told, or the data do not suit it.
+    TypeError
+        If the pixels are of a type no image format stores (complex).
+
+    Notes
+    -----
+    The image is written to a hidden temporary file beside ``path``
+    (``.tmp-astrobgopt-<host>-<pid>-<random>-<name>``) that replaces
+    ``path`` once complete, so ``path`` is never left partly written. If
+    the process is killed during the write (``kill -9``, a power cut), the
+    temporary file stays behind and ``path`` is left as it was (absent, or
+    the previous version). The next write of the same ``path`` removes the
+    temporaries of it left by processes of this host that no longer run;
+    those of running writers are left alone.
     """
     path = Path(path)
     format_name = image_format(path) or (like.format if like is not None else None)
@@ -426,9 +530,10 @@ def write_image(path, data, *, like=None, overwrite=False, provenance=None, hist
         unit, data = data.unit, data.value
     if dtype is not None:
         data = cast_like(data, dtype)
-    data = np.asarray(data)
+    data = _storable(data)
     if data.ndim not in (2, 3):
         raise ValueError(f'data must be a 2-D or 3-D image; got shape {data.shape}')
+    alpha = _alpha_to_write(like, data, format_name, path)
 
     header = _output_header(like)
     if unit is not None:
@@ -436,7 +541,7 @@ def write_image(path, data, *, like=None, overwrite=False, provenance=None, hist
     if provenance is not None:
         _add_provenance(header, provenance)
     for line in [history] if isinstance(history, str) else (history or []):
-        header.add_history(line)
+        header.add_history(_printable_ascii(line))
 
     def write(target):
         if format_name == 'fits':
@@ -444,7 +549,7 @@ def write_image(path, data, *, like=None, overwrite=False, provenance=None, hist
         elif format_name == 'xisf':
             _write_xisf(target, data, header, like, compress)
         else:
-            _write_tiff(target, data, header, compress)
+            _write_tiff(target, data, header, compress, alpha, like)
 
     _replace_atomically(path, write)
     return path
@@ -459,6 +564,32 @@ def _output_header(like):
     return header
 
 
+def _storable(data):
+    """Pixels as a type the formats store, in native byte order (see `write_image`)."""
+    data = np.asarray(data)
+    if data.dtype.kind not in 'biuf':
+        advice = ('write the real part (data.real) or the magnitude (np.abs(data))'
+                  if data.dtype.kind == 'c' else 'convert them to integers or floats')
+        raise TypeError(f'cannot write {data.dtype} pixels: image formats store integers and '
+                        f'floats; {advice}')
+    native = data.dtype.newbyteorder('=')
+    return data.astype(_STORED_AS.get(native, native), copy=False)
+
+
+def _alpha_to_write(like, data, format_name, path):
+    """``like``'s alpha channel when it can go into the output, else None (with a warning)."""
+    if like is None or like.alpha is None:
+        return None
+    if format_name == 'tiff' and data.shape[:2] == like.alpha.shape[:2]:
+        return like.alpha
+    reason = ('FITS and XISF have no alpha channel' if format_name != 'tiff' else
+              f'the image is {data.shape[1]} x {data.shape[0]} pixels, the alpha '
+              f'{like.alpha.shape[1]} x {like.alpha.shape[0]}')
+    warnings.warn(f'{str(path)!r}: the alpha channel of {like.path.name!r} is not written: '
+                  f'{reason}', AstropyUserWarning)
+    return None
+
+
 def _add_provenance(header, provenance):
     """Version, UTC date and parameter summary keywords."""
     from . import __version__
@@ -467,8 +598,19 @@ def _add_provenance(header, provenance):
     header['BGOPTDAT'] = (datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%dT%H:%M:%S'),
                           'UTC date of the astrobgopt run')
     # A long summary is split over CONTINUE cards by astropy.
-    header['BGOPTPAR'] = (', '.join(f'{key}={value}' for key, value in provenance.items()),
-                          'astrobgopt parameters')
+    summary = ', '.join(f'{key}={value}' for key, value in provenance.items())
+    header['BGOPTPAR'] = (_printable_ascii(summary), 'astrobgopt parameters')
+
+
+def _printable_ascii(text):
+    """
+    Text with every character FITS cards cannot hold escaped as Python does.
+
+    FITS header text is printable ASCII only; a file name such as
+    ``imäge ✓.fits`` is stored as ``im\\xe4ge \\u2713.fits``.
+    """
+    return re.sub(r'[^ -~]', lambda match: match[0].encode('unicode_escape').decode('ascii'),
+                  str(text))
 
 
 def _write_fits(target, data, header, extra_hdus, compress):
@@ -491,7 +633,7 @@ def _write_fits(target, data, header, extra_hdus, compress):
         if isinstance(extra, Quantity):
             extra_header['BUNIT'] = extra.unit.to_string()
             extra = extra.value
-        hdus.append(image_hdu(np.asarray(extra), extra_header, name=name))
+        hdus.append(image_hdu(_storable(extra), extra_header, name=name))
     # Headers copied from other software may carry non-standard cards;
     # fix what can be fixed rather than refusing to write.
     fits.HDUList(hdus).writeto(target, output_verify='silentfix+warn')
@@ -507,6 +649,11 @@ def _write_xisf(target, data, header, like, compress):
                          f'{", ".join(str(d) for d in _XISF_DTYPES)} (see cast_like)')
     if data.ndim == 2:
         data = data[..., None]
+    if data.shape[-1] not in (1, 3):
+        # The xisf package writes grey and RGB only; it would scramble
+        # any other channel count.
+        raise ValueError(f'XISF output holds grey or RGB images; the data have shape '
+                         f'{data.shape}, {data.shape[-1]} channels: write FITS or TIFF instead')
     properties = {}
     if like is not None and like.format == 'xisf':
         properties = like.meta.get('image', {}).get('XISFProperties', {})
@@ -534,31 +681,90 @@ def _xisf_keywords_from_header(header):
     return keywords
 
 
-def _write_tiff(target, data, header, compress):
+def _write_tiff(target, data, header, compress, alpha, like):
     import tifffile
 
     from . import __version__
 
-    colour = data.ndim == 3 and data.shape[-1] in (3, 4)
     # TIFF has no FITS header: the provenance cards go into the JSON
     # description tifffile writes.
     description = {key: header[key] for key in ('BGOPTVER', 'BGOPTDAT', 'BGOPTPAR')
                    if key in header}
     if 'HISTORY' in header:
         description['HISTORY'] = [str(line) for line in header['HISTORY']]
-    tifffile.imwrite(target, data, photometric='rgb' if colour else 'minisblack',
-                     compression='zlib' if compress else None,
-                     software=f'astrobgopt {__version__}', metadata=description)
+    options = {'photometric': 'minisblack'}
+    if data.ndim == 3 or alpha is not None:
+        # Samples beyond grey or RGB are written as extra samples of one
+        # image (not as a stack of pages): unspecified for data channels,
+        # so they read back as channels, and alpha as the input marked it.
+        samples = data if data.ndim == 3 else data[..., None]
+        colour = samples.shape[-1] in (3, 4)
+        extra_samples = ['unspecified'] * (samples.shape[-1] - (3 if colour else 1))
+        if alpha is not None:
+            samples = np.dstack([samples, cast_like(alpha, data.dtype)])
+            # As the input marked them; unassociated for an alpha set by hand.
+            alpha_kinds = [kind for kind in like.meta.get('ExtraSamples', ())
+                           if kind in _TIFF_ALPHA_SAMPLES]
+            n_alpha = 1 if alpha.ndim == 2 else alpha.shape[-1]
+            extra_samples += (alpha_kinds if len(alpha_kinds) == n_alpha
+                              else ['unassalpha'] * n_alpha)
+        options = {'photometric': 'rgb' if colour else 'minisblack', 'planarconfig': 'contig',
+                   'extrasamples': extra_samples or None}
+        data = samples
+    tifffile.imwrite(target, data, compression='zlib' if compress else None,
+                     software=f'astrobgopt {__version__}', metadata=description, **options)
 
 
 def _replace_atomically(path, write):
-    """Call ``write(temporary_path)`` and move the result onto ``path``."""
+    """
+    Call ``write(temporary_path)`` and move the result onto ``path``.
+
+    The temporary file's name records this host and process, so that a
+    later call removes the temporaries a killed process left (see
+    `write_image`).
+    """
+    _remove_stranded_temporaries(path)
     # The temporary name ends with the target's name, so writers that look
     # at the extension (e.g. astropy gzipping '.fits.gz') behave the same.
-    temporary = path.with_name(f'.tmp-{secrets.token_hex(4)}-{path.name}')
+    temporary = path.with_name(f'{_TEMPORARY_PREFIX}-{_host_tag()}-{os.getpid()}-'
+                               f'{secrets.token_hex(4)}-{path.name}')
     try:
         write(temporary)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _host_tag():
+    """Eight hex digits naming this host, for temporary file names."""
+    return f'{zlib.crc32(socket.gethostname().encode()):08x}'
+
+
+def _remove_stranded_temporaries(path):
+    """Delete temporaries of ``path`` whose writer, a process of this host, has ended."""
+    # Only POSIX can ask whether a process runs without touching it
+    # (os.kill with signal 0); a writer on another host cannot be asked.
+    if os.name != 'posix':
+        return
+    pattern = re.compile(rf'{re.escape(_TEMPORARY_PREFIX)}-{_host_tag()}-(\d+)-[0-9a-f]{{8}}-'
+                         + re.escape(path.name))
+    try:
+        candidates = list(path.parent.iterdir())
+    except OSError:
+        return
+    for candidate in candidates:
+        match = pattern.fullmatch(candidate.name)
+        if match and not _process_runs(int(match[1])):
+            candidate.unlink(missing_ok=True)
+
+
+def _process_runs(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        # It runs, as another user.
+        return True
+    return True

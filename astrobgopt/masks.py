@@ -23,6 +23,8 @@ _REGION_FORMATS = {'.reg': 'ds9', '.crtf': 'crtf'}
 # Every other reader warning means a line was skipped, which would silently
 # leave an object in the fit, so it is an error.
 _HARMLESS_READER_WARNINGS = ('DS9 "', 'Found duplicate metadata')
+# How messages name sky coordinates.
+_COORDINATE_LABELS = {'ra': 'RA', 'dec': 'Dec'}
 
 
 def regions_to_mask(regions, shape, *, wcs=None, format=None):
@@ -35,8 +37,10 @@ def regions_to_mask(regions, shape, *, wcs=None, format=None):
     unmasks them again. A ``-circle`` after a ``box`` thus cuts a hole in
     the box; an exclude region before any include region has no effect.
 
-    A pixel belongs to a region when its centre lies inside it
-    (``to_mask(mode='center')``). Regions without an area (points, lines,
+    A pixel belongs to a region when its centre lies inside it (the
+    region's ``contains``, as ``to_mask(mode='center')``); only the part
+    of a region on the image is rasterized, so a region of any size costs
+    at most the image's memory. Regions without an area (points, lines,
     text labels, which ds9 files often carry as annotations) are skipped
     with an `~astropy.utils.exceptions.AstropyUserWarning`.
 
@@ -49,7 +53,8 @@ def regions_to_mask(regions, shape, *, wcs=None, format=None):
     shape : tuple of int
         The (ny, nx) shape of the image.
     wcs : `~astropy.wcs.WCS`, optional
-        Celestial WCS of the image, required for sky regions.
+        WCS of the image, required for sky regions; of a WCS with more
+        axes (a cube's), the celestial part is used.
     format : {'ds9', 'crtf'}, optional
         Region file format; inferred from the extension when omitted.
 
@@ -62,22 +67,21 @@ def regions_to_mask(regions, shape, *, wcs=None, format=None):
     ------
     ValueError
         If a region file cannot be read or parsed (the message names the
-        file and the failure), if a sky region is given without a WCS, or
-        if ``shape`` is not two-dimensional.
+        file and the failure), if a sky region is given without a
+        celestial WCS, if a region's position or size is not finite, or
+        if ``shape`` is not two-dimensional. Messages about one region
+        give its number in the list (and file) and its position.
     TypeError
         If ``regions`` holds something that is not a region.
     """
     shape = _validate_shape(shape)
     mask = np.zeros(shape, dtype=bool)
-    for region in _as_region_list(regions, format=format):
+    source = (f' of {os.fspath(regions)!r}' if isinstance(regions, (str, os.PathLike))
+              else '')
+    for number, region in enumerate(_as_region_list(regions, format=format), start=1):
         include = bool(region.meta.get('include', True))
-        region_mask = _rasterize(region, shape, wcs)
-        if region_mask is None:
-            continue
-        if include:
-            mask |= region_mask
-        else:
-            mask &= ~region_mask
+        _rasterize(region, shape, wcs, mask, include=include,
+                   location=f'region #{number}{source}')
     return mask
 
 
@@ -169,29 +173,80 @@ def read_regions(path, *, format=None):
     return regions
 
 
-def _rasterize(region, shape, wcs):
-    """Boolean mask of one region (pixel centres inside), or None if it has no area."""
-    from regions import PixelRegion
+def _rasterize(region, shape, wcs, mask, *, include, location):
+    """
+    Mask (include) or unmask the pixels whose centres lie in ``region``, in place.
 
+    Only the region's bounding box clipped to the image is evaluated:
+    ``to_mask`` would allocate the whole box, petabytes for a circle of
+    radius 1e7.
+    """
+    from regions import LinePixelRegion, PixelRegion, PixCoord, PointPixelRegion, RegionMeta
+
+    name = _describe(region)
     if isinstance(region, PixelRegion):
         pixel_region = region
-    elif wcs is None:
-        raise ValueError(f'{region!r} is in sky coordinates: pass wcs= (the image WCS) to '
-                         'convert it to pixels')
     else:
-        pixel_region = region.to_pixel(wcs)
+        pixel_region = region.to_pixel(_celestial_wcs(wcs, name, location))
+    if isinstance(pixel_region, (PointPixelRegion, LinePixelRegion)):
+        warnings.warn(f'skipping {name} ({location}): points, lines and text labels have no '
+                      'area to mask', AstropyUserWarning, stacklevel=3)
+        return
     try:
-        region_mask = pixel_region.to_mask(mode='center')
-    except NotImplementedError:
-        warnings.warn(f'skipping {type(region).__name__}: points, lines and text labels have '
-                      'no area to mask',
-                      AstropyUserWarning, stacklevel=3)
-        return None
-    image = region_mask.to_image(shape)
-    # to_image returns None when the region lies entirely off the image.
-    if image is None:
-        return np.zeros(shape, dtype=bool)
-    return image > 0
+        box = pixel_region.bounding_box
+    except (ValueError, OverflowError) as exc:
+        cause = ('has no finite pixel position or size in the image WCS'
+                 if pixel_region is not region else 'has a position or size that is not finite')
+        raise ValueError(f'{name} {cause} ({exc}): correct or remove {location}') from exc
+    first_row, end_row = max(box.iymin, 0), min(box.iymax, shape[0])
+    first_column, end_column = max(box.ixmin, 0), min(box.ixmax, shape[1])
+    if first_row >= end_row or first_column >= end_column:
+        return   # entirely off the image
+    # Older regions versions invert contains() for exclude regions: test
+    # the shape alone, the include flag is applied here.
+    shape_only = pixel_region.copy(meta=RegionMeta())
+    # Rows in strips of about a million pixels bound the coordinate arrays.
+    strip = max(1, 2 ** 20 // (end_column - first_column))
+    for start in range(first_row, end_row, strip):
+        stop = min(start + strip, end_row)
+        y, x = np.mgrid[start:stop, first_column:end_column]
+        inside = shape_only.contains(PixCoord(x, y))
+        window = mask[start:stop, first_column:end_column]
+        if include:
+            window |= inside
+        else:
+            window &= ~inside
+
+
+def _celestial_wcs(wcs, name, location):
+    """The celestial part of ``wcs`` for placing a sky region, or a clear error."""
+    if wcs is None:
+        raise ValueError(f'{name} needs a WCS; the image has none (wcs=None): use pixel regions '
+                         f'or an image with a celestial WCS ({location})')
+    if not wcs.has_celestial:
+        raise ValueError(f'{name} needs a celestial WCS; the image WCS has axes '
+                         f'{list(wcs.wcs.ctype)}: use pixel regions ({location})')
+    return wcs.celestial if wcs.naxis > 2 else wcs
+
+
+def _describe(region):
+    """A region's shape and position in a few words, for messages."""
+    from astropy.coordinates import SkyCoord
+
+    from regions import PixelRegion
+
+    frame = 'pixel' if isinstance(region, PixelRegion) else 'sky'
+    kind = type(region).__name__.removesuffix('PixelRegion').removesuffix('SkyRegion').lower()
+    position = getattr(region, 'center', None)
+    if isinstance(position, SkyCoord):
+        # In the region's own frame (RA/Dec, l/b), as the file gives it.
+        lon, lat = list(position.frame.representation_component_names)[:2]
+        spherical = position.spherical
+        kind += (f' at {_COORDINATE_LABELS.get(lon, lon)} {spherical.lon.deg:.5f}, '
+                 f'{_COORDINATE_LABELS.get(lat, lat)} {spherical.lat.deg:.5f} deg')
+    elif position is not None:
+        kind += f' at x={position.x:g}, y={position.y:g}'
+    return f'{frame} region {kind}'
 
 
 def threshold_mask(data, *, minimum=None, maximum=None):

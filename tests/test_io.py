@@ -1,6 +1,9 @@
 """Tests of astrobgopt.io: FITS/XISF/TIFF reading and atomic writing."""
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import astropy
@@ -250,3 +253,179 @@ def test_clear_errors_for_unknown_or_unreadable_files(tmp_path):
         write_image(tmp_path / 'out.png', np.zeros((4, 4)))
     with pytest.raises(ValueError, match='2-D or 3-D'):
         write_image(tmp_path / 'out.fits', np.zeros(4))
+
+
+def test_grey_alpha_tiff_keeps_its_alpha_apart_and_writes_it_back(tmp_path):
+    # Finding A1: a grey+alpha TIFF was written as a stack of 2-pixel-wide pages.
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 65535, (30, 45), dtype=np.uint16)
+    alpha = np.where(np.arange(45) < 20, 65535, 0).astype(np.uint16) * np.ones((30, 1), np.uint16)
+    tifffile.imwrite(tmp_path / 'ga.tif', np.dstack([grey, alpha]), photometric='minisblack',
+                     extrasamples=['unassalpha'])
+    image = read_image(tmp_path / 'ga.tif')
+    assert image.data.shape == (30, 45) and image.channel_axis is None
+    assert np.array_equal(image.data, grey) and np.array_equal(image.alpha, alpha)
+
+    out = write_image(tmp_path / 'out.tif', image.data.astype(np.float32) / 2, like=image,
+                      dtype=np.uint16)
+    with tifffile.TiffFile(out) as tiff:
+        assert len(tiff.pages) == 1 and tiff.series[0].shape == (30, 45, 2)
+        assert [int(kind) for kind in tiff.pages[0].extrasamples] == [2]   # unassociated alpha
+    result = read_image(out)
+    assert np.array_equal(result.data, cast_like(grey / 2, np.uint16))
+    assert np.array_equal(result.alpha, alpha)
+    # An alpha given by hand is written as unassociated alpha.
+    by_hand = read_image(write_image(tmp_path / 'plain.tif', grey))
+    by_hand.alpha = np.dstack([alpha, alpha // 2])
+    with tifffile.TiffFile(write_image(tmp_path / 'two.tif', grey, like=by_hand)) as tiff:
+        assert [int(kind) for kind in tiff.pages[0].extrasamples] == [2, 2]
+    assert np.array_equal(read_image(tmp_path / 'two.tif').alpha, by_hand.alpha)
+    # FITS has no alpha channel: it is dropped, and said so.
+    with pytest.warns(AstropyUserWarning, match="alpha channel of 'ga.tif' is not written"):
+        write_image(tmp_path / 'out.fits', image.data, like=image)
+
+
+def test_rgba_tiff_alpha_is_not_a_colour_channel(tmp_path):
+    rgba = np.random.default_rng(4).integers(0, 255, (20, 30, 4), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / 'rgba.tif', rgba, photometric='rgb', extrasamples=['assocalpha'])
+    image = read_image(tmp_path / 'rgba.tif')
+    assert image.data.shape == (20, 30, 3) and image.channel_axis == -1
+    assert np.array_equal(image.alpha, rgba[..., 3])
+    out = write_image(tmp_path / 'out.tif', image.data, like=image)
+    with tifffile.TiffFile(out) as tiff:
+        assert [int(kind) for kind in tiff.pages[0].extrasamples] == [1]   # associated
+    assert np.array_equal(tifffile.imread(out), rgba)
+
+
+@pytest.mark.parametrize('channels', [2, 4, 5])
+def test_any_channel_count_round_trips_or_is_refused(tmp_path, channels):
+    # Finding A1: (H, W, 2) was written as H pages of W x 2 pixels.
+    data = np.random.default_rng(5).uniform(0, 1, (30, 45, channels)).astype(np.float32)
+    image = read_image(write_image(tmp_path / 'image.tif', data))
+    assert image.alpha is None and image.channel_axis == -1
+    assert image.data.shape == data.shape and np.array_equal(image.data, data)
+    # The xisf package writes grey and RGB only.
+    with pytest.raises(ValueError, match=f'{channels} channels: write FITS or TIFF'):
+        write_image(tmp_path / 'image.xisf', data)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['image.tif']
+
+
+def test_fits_cube_layout_is_told_from_the_shape_or_chosen(tmp_path):
+    # Finding A4: a channels-last FITS cube was read as 200 channels of 300 x 3 pixels.
+    rgb = np.random.default_rng(6).normal(100, 5, (200, 300, 3)).astype(np.float32)
+    fits.PrimaryHDU(rgb).writeto(tmp_path / 'last.fits')
+    fits.PrimaryHDU(np.moveaxis(rgb, -1, 0)).writeto(tmp_path / 'first.fits')
+    fits.PrimaryHDU(np.zeros((5, 40, 50), np.float32)).writeto(tmp_path / 'frames.fits')
+    fits.PrimaryHDU(np.zeros((3, 300, 3), np.float32)).writeto(tmp_path / 'either.fits')
+    last = read_image(tmp_path / 'last.fits')
+    assert last.channel_axis == -1 and np.array_equal(last.data, rgb)
+    assert read_image(tmp_path / 'first.fits').channel_axis == 0
+    assert read_image(tmp_path / 'frames.fits').channel_axis == 0
+    assert read_image(tmp_path / 'last.fits', channel_axis=0).channel_axis == 0
+    assert read_image(tmp_path / 'first.fits', channel_axis=2).channel_axis == -1
+    with pytest.raises(ValueError, match=r'either.fits.*\(3, 300, 3\).*channel_axis=0 or -1'):
+        read_image(tmp_path / 'either.fits')
+    assert read_image(tmp_path / 'either.fits', channel_axis=0).data.shape == (3, 300, 3)
+    assert read_image(write_image(tmp_path / 'grey.fits', rgb[..., 0])).channel_axis is None
+    with pytest.raises(ValueError, match='channel_axis must be 0'):
+        read_image(tmp_path / 'last.fits', channel_axis=1)
+    tifffile.imwrite(tmp_path / 'rgb.tif', rgb, photometric='rgb')
+    assert read_image(tmp_path / 'rgb.tif').channel_axis == -1
+    with pytest.raises(ValueError, match='channel_axis= applies to FITS files only'):
+        read_image(tmp_path / 'rgb.tif', channel_axis=-1)
+
+
+@pytest.mark.parametrize('suffix', ['.fits', '.xisf', '.tif'])
+def test_non_ascii_names_are_stored_escaped(tmp_path, suffix):
+    # Finding B1: "FITS header values must contain standard printable ASCII characters".
+    data = np.ones((10, 12), np.float32)
+    out = write_image(tmp_path / f'résultat ✓{suffix}', data,
+                      provenance={'input': 'imäge ✓.fits', 'tab': 'a\tb'},
+                      history='from imäge ✓.fits')
+    image = read_image(out)
+    assert np.array_equal(image.data, data)
+    expected = r'input=im\xe4ge \u2713.fits, tab=a\tb'
+    if suffix == '.tif':
+        assert tifffile.TiffFile(out).shaped_metadata[0]['BGOPTPAR'] == expected
+    else:
+        assert image.header['BGOPTPAR'] == expected
+        assert list(image.header['HISTORY']) == [r'from im\xe4ge \u2713.fits']
+
+
+def test_pixel_types_no_format_stores(tmp_path):
+    # Finding B9: complex, bool and float16 raised a bare KeyError.
+    with pytest.raises(TypeError, match='cannot write complex64 pixels.*real part'):
+        write_image(tmp_path / 'c.fits', np.zeros((4, 4), np.complex64))
+    with pytest.raises(TypeError, match='cannot write complex128'):
+        write_image(tmp_path / 'c.fits', np.zeros((4, 4)),
+                    extra_hdus={'BACKGROUND': np.zeros((4, 4), complex)})
+    with pytest.raises(TypeError, match='cannot write <U1 pixels.*convert them to integers'):
+        write_image(tmp_path / 'c.tif', np.full((4, 4), 'a'))
+    assert not list(tmp_path.iterdir())
+    flags = np.eye(4, dtype=bool)
+    half = np.linspace(0, 1, 16, dtype='>f2').reshape(4, 4)
+    for suffix in ('.fits', '.xisf', '.tif'):
+        stored = read_image(write_image(tmp_path / f'bool{suffix}', flags)).data
+        assert stored.dtype == np.uint8 and np.array_equal(stored, flags)
+        stored = read_image(write_image(tmp_path / f'half{suffix}', half)).data
+        assert stored.dtype == np.float32 and np.array_equal(stored, half)
+
+
+@pytest.mark.parametrize('suffix', ['.fits', '.xisf', '.tif'])
+def test_big_endian_pixels_are_written_native(tmp_path, suffix):
+    # Finding C9: "XISF cannot store >f4 pixels".
+    data = np.arange(20, dtype='>f4').reshape(4, 5)
+    image = read_image(write_image(tmp_path / f'be{suffix}', data))
+    assert image.data.dtype == np.float32 and np.array_equal(image.data, data)
+
+
+def test_hdu_out_of_range_lists_the_hdus(fits_image):
+    # Finding C2: --hdu 5 said "list index out of range".
+    path, data = fits_image
+    with pytest.raises(ValueError, match=r'there is no HDU 5: the file has HDUs 0 to 0 '
+                                         r'\(0: PRIMARY'):
+        read_image(path, hdu=5)
+    assert read_image(path, hdu=-1).hdu == 0
+
+
+def test_directory_is_not_called_missing(tmp_path):
+    # Finding C10: a directory named *.fits was said not to exist.
+    (tmp_path / 'folder.fits').mkdir()
+    with pytest.raises(ValueError, match='folder.fits.* is a directory, not an image file'):
+        read_image(tmp_path / 'folder.fits')
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from astrobgopt.io import _replace_atomically
+
+def write_then_die(temporary):
+    temporary.write_bytes(b'half-written')
+    os.kill(os.getpid(), signal.SIGKILL)
+
+_replace_atomically(Path(sys.argv[1]), write_then_die)
+"""
+
+
+@pytest.mark.skipif(os.name != 'posix', reason='stranded temporaries are found by PID on POSIX')
+def test_rerun_removes_temporaries_a_killed_writer_left(tmp_path):
+    # Finding "Leftovers": kill -9 mid-write stranded hidden .tmp-* files.
+    target = tmp_path / 'out.fits'
+    other = tmp_path / 'other.fits'
+    for path in (target, other):
+        killed = subprocess.run([sys.executable, '-c', KILLED_WRITER, str(path)],
+                                env={**os.environ, 'PYTHONPATH': str(Path(__file__).parents[1])})
+        assert killed.returncode == -signal.SIGKILL
+    stranded = sorted(p.name for p in tmp_path.iterdir())
+    assert len(stranded) == 2 and all(name.startswith('.tmp-astrobgopt-') for name in stranded)
+    # A temporary of a writer that still runs (this process) is left alone:
+    # .tmp-astrobgopt-<host>-<pid>-<random>-<name>
+    fields = next(name for name in stranded if name.endswith('-out.fits')).split('-', 5)
+    fields[3] = str(os.getpid())
+    live = tmp_path / '-'.join(fields)
+    live.write_bytes(b'being written')
+
+    write_image(target, np.zeros((4, 4), np.float32))
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([live.name, target.name, *(n for n in stranded if 'other' in n)])

@@ -10,7 +10,9 @@ import pytest
 from astropy.coordinates import SkyCoord
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
-from regions import CirclePixelRegion, CircleSkyRegion, PixCoord, RectanglePixelRegion, Regions
+from regions import (CircleAnnulusPixelRegion, CirclePixelRegion, CircleSkyRegion,
+                     EllipsePixelRegion, PixCoord, PolygonPixelRegion, RectanglePixelRegion,
+                     Regions)
 
 from astrobgopt.io import read_image
 from astrobgopt.masks import combine_masks, read_regions, regions_to_mask, threshold_mask
@@ -88,7 +90,11 @@ def test_sky_regions_need_and_use_a_wcs():
     ellipse = math.pi * 24 * 12
     assert mask.sum() == pytest.approx(ring + ellipse, rel=0.03)
 
-    with pytest.raises(ValueError, match='sky coordinates.*wcs='):
+    # Finding C1: the message was the region's repr, cut off by the CLI.
+    with pytest.raises(ValueError, match=r"^sky region circle at RA 150\.00000, Dec 2\.00000 deg "
+                                         r"needs a WCS; the image has none \(wcs=None\): use "
+                                         r"pixel regions or an image with a celestial WCS "
+                                         r"\(region #1 of '.*sky_regions.reg'\)$"):
         regions_to_mask(DATA / 'sky_regions.reg', shape)
 
 
@@ -140,6 +146,71 @@ def test_region_objects_and_bad_items():
         regions_to_mask(42, shape)
     with pytest.raises(ValueError, match='shape'):
         regions_to_mask(circle, (10, 10, 3))
+
+
+def test_huge_regions_are_clipped_to_the_image(tmp_path):
+    # Finding B8: circle(100,100,1e7) asked for 2.84 PiB.
+    shape = (300, 400)
+    path = tmp_path / 'huge.reg'
+    path.write_text('image\ncircle(100,100,1e7)\n-box(201,101,41,21,0)\n')
+    mask = regions_to_mask(path, shape)
+    hole = np.zeros(shape, bool)
+    hole[90:111, 180:221] = True
+    assert np.array_equal(mask, ~hole)
+    far_ring = CircleAnnulusPixelRegion(PixCoord(-1e9, 150), 1e9 + 100, 1e9 + 200)
+    columns = np.flatnonzero(regions_to_mask(far_ring, shape).any(axis=0))
+    assert columns[0] == 100 and columns[-1] == 199
+
+
+def test_clipping_masks_what_to_mask_does():
+    # Regions partly off the image, of every kind with an area.
+    shape = (60, 80)
+    shapes = [CirclePixelRegion(PixCoord(-3.3, 20.7), 10.2),
+              EllipsePixelRegion(PixCoord(75, 30), 30, 12, angle=33 * u.deg),
+              RectanglePixelRegion(PixCoord(40.5, 58.5), 30, 12, angle=20 * u.deg),
+              PolygonPixelRegion(PixCoord([-3, 50, 90, 10], [2, -5, 55, 70])),
+              CircleAnnulusPixelRegion(PixCoord(40, 0), 5, 20)]
+    for region in shapes:
+        expected = region.to_mask(mode='center').to_image(shape) > 0
+        assert np.array_equal(regions_to_mask(region, shape), expected), region
+
+
+def test_regions_that_cannot_be_placed_are_named():
+    # Finding C6: "cannot convert float NaN to integer", without the file.
+    shape = (50, 50)
+    with pytest.raises(ValueError, match=r"^pixel region circle at x=nan, y=49 has a position or "
+                                         r"size that is not finite .*: correct or remove "
+                                         r"region #2 of '.*nan_centre.reg'$"):
+        regions_to_mask(DATA / 'nan_centre.reg', shape)
+    infinite = CirclePixelRegion(PixCoord(10, 10), np.inf)
+    with pytest.raises(ValueError, match='not finite.*region #1$'):
+        regions_to_mask(infinite, shape)
+    # The far side of the sky has no place in a TAN projection.
+    antipode = CircleSkyRegion(SkyCoord(330, -2, unit='deg'), 5 * u.arcsec)
+    with pytest.raises(ValueError, match=r'^sky region circle at RA 330.00000, Dec -2.00000 deg '
+                                         r'has no finite pixel position .* region #2$'):
+        regions_to_mask([infinite.copy(radius=1), antipode], shape, wcs=tan_wcs(shape))
+
+
+def test_sky_regions_use_the_celestial_part_of_a_cube_wcs():
+    # Finding C6: a 3-D WCS said "Number of world inputs (1)...".
+    shape = (256, 256)
+    cube_wcs = WCS(naxis=3)
+    celestial = tan_wcs(shape)
+    cube_wcs.wcs.ctype = [*celestial.wcs.ctype, 'FREQ']
+    cube_wcs.wcs.crval = [*celestial.wcs.crval, 1.4e9]
+    cube_wcs.wcs.crpix = [*celestial.wcs.crpix, 1]
+    cube_wcs.wcs.cdelt = [*celestial.wcs.cdelt, 1e6]
+    expected = regions_to_mask(DATA / 'sky_regions.reg', shape, wcs=celestial)
+    assert expected.any()
+    assert np.array_equal(regions_to_mask(DATA / 'sky_regions.reg', shape, wcs=cube_wcs),
+                          expected)
+    spectral = WCS(naxis=2)
+    spectral.wcs.ctype = ['FREQ', 'STOKES']
+    with pytest.raises(ValueError, match=r"^sky region circle at RA 150.00000, Dec 2.00000 deg "
+                                         r"needs a celestial WCS; the image WCS has axes "
+                                         r"\['FREQ', 'STOKES'\]: use pixel regions"):
+        regions_to_mask(DATA / 'sky_regions.reg', shape, wcs=spectral)
 
 
 def test_threshold_mask():
