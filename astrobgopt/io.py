@@ -562,3 +562,17 @@ def _replace_atomically(path, write):
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _channels_last(data, format_name):
+    """An image as (H, W, k): FITS stores channels first, XISF and TIFF last."""
+    if data.ndim == 2:
+        return data[..., None]
+    return np.moveaxis(data, 0, -1) if format_name == 'fits' else data
+
+
+def _file_layout(image, format_name, ndim):
+    """Undo `_channels_last` for an image with ``ndim`` dimensions in the file."""
+    if ndim == 2:
+        return image[..., 0]
+    return np.moveaxis(image, -1, 0) if format_name == 'fits' else image

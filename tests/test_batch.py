@@ -1,4 +1,5 @@
-"""Tests of astrobgopt.batch: frames, output policy, sample points and Dask batches."""
+"""Tests of astrobgopt.batch, .frame and .points: frames, output policy, sample points and
+Dask batches."""
 
 import math
 import os
@@ -11,8 +12,9 @@ import pytest
 from astropy.io import fits
 from dask.distributed import LocalCluster
 
-from astrobgopt.batch import (expand_inputs, output_paths, process_batch, process_file,
-                              read_points, sample_points, FrameOptions)
+from astrobgopt.batch import expand_inputs, process_batch
+from astrobgopt.frame import FrameOptions, output_paths, process_file
+from astrobgopt.points import read_points, sample_points
 from astrobgopt.datasets import make_light_pollution_sky
 
 SHAPE = (200, 300)
