@@ -50,7 +50,7 @@ class SplineOptBackground:
         Block size of the downscaled image the spline is fitted to. 'auto'
         aims for about 12,000 blocks: a factor of 10 for a 1000 x 1000
         image, 23 for 2000 x 3000 and 45 for 4000 x 6000 (see
-        `downscale_factor_for`).
+        `~astrobgopt.SplineOptBackground.downscale_factor_for`).
     downscale_func : {'median', 'mean'}, optional
         Block statistic.
     stretch : {None, 'mtf'}, optional
@@ -77,13 +77,14 @@ class SplineOptBackground:
     Calling the estimator runs four public stages, which can also be run
     one by one (to add samples, or to look at the prepared image):
 
-    1. `prepare`: the data as a float image, its masks, regions, thresholds
-       and non-finite pixels combined into the usable fraction of every
-       pixel, and the stretch of the fit;
-    2. `sample`: the block samples of the prepared image (and any extra
-       samples), in the fit's units;
-    3. `fit`: extended-object masking of the blocks, then the spline fit;
-    4. `result`: the `SplineOptBackgroundResult`.
+    1. `~astrobgopt.SplineOptBackground.prepare`: the data as a float
+       image, its masks, regions, thresholds and non-finite pixels combined
+       into the usable fraction of every pixel, and the stretch of the fit;
+    2. `~astrobgopt.SplineOptBackground.sample`: the block samples of the
+       prepared image (and any extra samples), in the fit's units;
+    3. `~astrobgopt.SplineOptBackground.fit`: extended-object masking of
+       the blocks, then the spline fit;
+    4. `~astrobgopt.SplineOptBackground.result`: the `SplineOptBackgroundResult`.
 
     Examples
     --------

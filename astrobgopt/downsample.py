@@ -117,8 +117,9 @@ def block_reduce_masked(data, usable_fraction, factor, *, func='median'):
     factor : int
         Block size in pixels (>= 1).
     func : {'median', 'mean'}, optional
-        Block statistic. The median ignores pixels of zero weight and rejects
-        most stars; the mean is weighted by the usable fractions.
+        Block statistic. The median ignores pixels whose usable fraction is
+        0 and rejects most stars; the mean is weighted by the usable
+        fractions.
 
     Returns
     -------
@@ -136,16 +137,16 @@ def block_reduce_masked(data, usable_fraction, factor, *, func='median'):
         values[usable_fraction <= 0] = np.nan
         block_fraction = np.asarray(usable_fraction, dtype=np.float64)
     else:
-        pixel_weights = pixel_blocks(np.asarray(usable_fraction, dtype=np.float32), factor, 0.0)
-        block_fraction = pixel_weights.sum(axis=-1, dtype=np.float64) / factor**2
+        pixel_fraction = pixel_blocks(np.asarray(usable_fraction, dtype=np.float32), factor, 0.0)
+        block_fraction = pixel_fraction.sum(axis=-1, dtype=np.float64) / factor**2
         pixel_values = pixel_blocks(data, factor, 0.0)
-        pixel_weights = pixel_weights[:, :, None, :]
+        pixel_fraction = pixel_fraction[:, :, None, :]
         if func == 'median':
-            values = _masked_median(pixel_values, pixel_weights > 0).astype(np.float64)
+            values = _masked_median(pixel_values, pixel_fraction > 0).astype(np.float64)
         else:
-            total = pixel_weights.sum(axis=-1, dtype=np.float64)
+            total = pixel_fraction.sum(axis=-1, dtype=np.float64)
             with np.errstate(invalid='ignore', divide='ignore'):
-                weighted = np.where(pixel_weights > 0, pixel_values, 0) * pixel_weights
+                weighted = np.where(pixel_fraction > 0, pixel_values, 0) * pixel_fraction
                 values = weighted.sum(axis=-1, dtype=np.float64) / total
     return BlockSamples(values, block_fraction,
                         _block_centres(width, factor), _block_centres(height, factor), factor)

@@ -389,13 +389,11 @@ def _remove_background(work, image, targets, options, timings):
 
     start = time.perf_counter()
     meta = result.meta
-    config = meta['config']
+    # The estimator's repr names every option: the fit can be rerun from it.
     provenance = {'input': image.path.name, 'mode': 'divide' if options.divide else 'subtract',
                   'level': ' '.join(f'{value:.6g}' for value in level),
-                  'n_points': config['n_points'], 'order': config['order'],
-                  'loss': config['loss'],
-                  'stretch': options.estimator_options.get('stretch') or 'none',
-                  'downscale': result.downscale_factor, 'steps': meta['n_steps']}
+                  'estimator': meta['estimator'], 'downscale': result.downscale_factor,
+                  'steps': meta['n_steps']}
     if options.points is not None:
         provenance['points'] = Path(options.points).name
     operation = ('divided by the background model and scaled by its median'

@@ -65,7 +65,7 @@ class SplineOptInterpolator:
     samples of the fit: control points of a polyharmonic spline are placed
     on a grid, initialized by robust least squares and refined with Adam
     (see `astrobgopt.optimize`). Boxes whose value is an outlier (a bright
-    source the box statistic did not reject) get no weight.
+    source the box statistic did not reject) are left out.
 
     photutils 3.0 deprecates the ``interpolator`` keyword and plans to
     remove it in 4.0; `spline_background` gives the same model from the
@@ -187,7 +187,7 @@ class SplineOptInterpolator:
                              f'got {box_fraction.shape}')
         usable = np.isfinite(mesh) & (box_fraction > 0)
         if not usable.any():
-            raise ValueError('no mesh box has a finite value with non-zero weight')
+            raise ValueError('no mesh box has a finite value and a usable fraction above 0')
         values = mesh[usable]
         if np.ptp(values) == 0:
             return np.full(shape, values[0], dtype=dtype), None

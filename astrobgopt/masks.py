@@ -327,7 +327,7 @@ def validate_mask(mask, shape, *, name='mask', fractional=False):
     if not fractional:
         if not np.all((mask == 0) | (mask == 1)):
             raise ValueError(f'{name} has values other than 0 and 1; pass a boolean mask '
-                             '(e.g. mask > 0) or, for fractional weights, give it to the '
+                             '(e.g. mask > 0) or, for fractional masks, give it to the '
                              'estimator directly')
         return mask.astype(bool)
     mask = mask.astype(np.float32)

@@ -57,7 +57,7 @@ from ._choices import INITIALIZERS, LOSSES
 from .config import FitConfig
 from .spline import apply_spline, apply_spline_grid, bending_energy, solve_spline
 
-__all__ = ['FitConfig', 'SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
+__all__ = ['SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
            'INITIALIZERS', 'compute_device', 'grid_control_points', 'initial_control_points']
 
 
@@ -155,7 +155,7 @@ def initial_control_points(shape, config):
     ----------
     shape : tuple of int
         Image shape (height, width).
-    config : `FitConfig`
+    config : `~astrobgopt.config.FitConfig`
         Uses ``initializer``, ``n_points`` and ``seed``.
 
     Returns
@@ -560,7 +560,7 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
     shape : tuple of int
         Full-resolution image shape (height, width): the domain of the
         control points.
-    config : `FitConfig`, optional
+    config : `~astrobgopt.config.FitConfig`, optional
         Fit options.
     design : `SplineDesign`, optional
         `make_design` of these points, shape and config, when refitting.
