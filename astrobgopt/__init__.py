@@ -19,14 +19,14 @@ except ImportError:  # not installed: running from a bare source tree
 # Public name -> submodule that defines it.
 _EXPORTS = {
     'SplineOptBackground': 'background',
-    'SplineOptBackgroundResult': 'background',
+    'SplineOptBackgroundResult': 'result',
     'SplineOptInterpolator': 'interpolator',
     'spline_background': 'interpolator',
     'subtract_background': 'ccd',
     'regions_to_mask': 'masks',
     'read_image': 'io',
     'write_image': 'io',
-    'process_file': 'batch',
+    'process_file': 'frame',
     'process_batch': 'batch',
 }
 

@@ -1,6 +1,8 @@
 """
-The vocabularies of the fit's options, importable without TensorFlow (the
-command line validates its arguments before loading the numerical core).
+The vocabularies and the non-fit defaults of the options, importable without
+TensorFlow (the command line validates its arguments before loading the
+numerical core). The fit's own defaults are those of
+`astrobgopt.config.FitConfig`.
 """
 
 #: Spline orders implemented: 1 (r), 2 (r^2 log r), 3 (r^3), 4 (r^4 log r).
@@ -9,3 +11,22 @@ SUPPORTED_ORDERS = (1, 2, 3, 4)
 LOSSES = ('robust', 'asymmetric')
 #: Control-point initializers understood by the fit.
 INITIALIZERS = ('grid', 'random')
+#: Block statistics of the downscaled image.
+DOWNSCALE_FUNCTIONS = ('median', 'mean')
+#: Stretches the fit can run in: None (the linear data) or 'mtf'.
+STRETCHES = (None, 'mtf')
+#: Named pedestal levels added back after subtraction (or a number).
+PEDESTALS = ('median', 'minimum')
+
+#: Block size of the downscaled image: 'auto' or a positive integer.
+DEFAULT_DOWNSCALE_FACTOR = 'auto'
+#: Block statistic.
+DEFAULT_DOWNSCALE_FUNC = 'median'
+#: Stretch of the fit.
+DEFAULT_STRETCH = None
+#: Quantile the 'mtf' stretch (and figures) map to 1.
+DEFAULT_DELINEARIZATION_QUANTILE = 0.95
+#: Level added back after subtraction.
+DEFAULT_PEDESTAL = 'median'
+#: rmgradient's default Gaussian sigma for sample points, in pixels.
+DEFAULT_POINTS_SIGMA = 8.0

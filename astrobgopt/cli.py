@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _choices
+from .config import FitConfig
+
 __all__ = ['main', 'build_parser']
 
 _PROG = 'astrobgopt'
@@ -99,15 +102,21 @@ def _quantile(text):
 
 
 def _pedestal(text):
-    if text in ('median', 'minimum'):
+    if text in _choices.PEDESTALS:
         return text
     if text == 'none':
         return 0.0
     try:
         return _finite_float(text)
     except argparse.ArgumentTypeError:
+        names = ', '.join(repr(name) for name in _choices.PEDESTALS)
         raise argparse.ArgumentTypeError(
-            f"must be 'median', 'minimum', 'none' or a number; got {text!r}") from None
+            f"must be {names}, 'none' or a number; got {text!r}") from None
+
+
+def _stretch_name(stretch):
+    """The command line's name of a stretch: 'none' for the linear data."""
+    return 'none' if stretch is None else stretch
 
 
 def _hdu(text):
@@ -135,7 +144,6 @@ def build_parser():
     parser : `argparse.ArgumentParser`
     """
     from . import __version__
-    from ._choices import INITIALIZERS, LOSSES, SUPPORTED_ORDERS
 
     parser = _Parser(prog=_PROG, description=_DESCRIPTION, epilog=_EPILOG, allow_abbrev=False,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,7 +168,7 @@ def build_parser():
                      help='multiplicative background (vignetting): write data / model * '
                           'median(model) instead of subtracting')
     out.add_argument('--pedestal', type=_pedestal, default=None,
-                     metavar='{median,minimum,none,VALUE}',
+                     metavar='{' + ','.join(_choices.PEDESTALS) + ',none,VALUE}',
                      help='level added back after subtraction, per channel: the model\'s median '
                           '(default; the sky keeps its level and integer images stay '
                           'non-negative), its minimum (as rmgradient), none (0), or a value')
@@ -176,23 +184,26 @@ def build_parser():
                           'its outputs and demo_bgPlot.png to OUTDIR')
 
     seed = parser.add_argument_group("model options (the seed tool's flags)")
-    seed.add_argument('-dx', '--downscaling-factor', type=_downscale_factor, default='auto',
-                      metavar='DOWNSCALING_FACTOR',
+    seed.add_argument('-dx', '--downscaling-factor', type=_downscale_factor,
+                      default=_choices.DEFAULT_DOWNSCALE_FACTOR, metavar='DOWNSCALING_FACTOR',
                       help='block size of the downscaled image the spline is fitted to '
-                           "(default: auto, about 12000 blocks; the seed's default was 8)")
-    seed.add_argument('-df', '--downscaling-func', choices=('median', 'mean'), default='median',
-                      help='block statistic (default: median)')
-    seed.add_argument('-dq', '--delinearization-quantile', type=_quantile, default=0.95,
+                           "(default: %(default)s, about 12000 blocks; the seed's default was 8)")
+    seed.add_argument('-df', '--downscaling-func', choices=_choices.DOWNSCALE_FUNCTIONS,
+                      default=_choices.DEFAULT_DOWNSCALE_FUNC,
+                      help='block statistic (default: %(default)s)')
+    seed.add_argument('-dq', '--delinearization-quantile', type=_quantile,
+                      default=_choices.DEFAULT_DELINEARIZATION_QUANTILE,
                       metavar='DELINEARIZATION_QUANTILE',
                       help='quantile mapped to 1.0 by the delinearizing stretch (with --stretch '
-                           'mtf, and in figures; default: 0.95)')
+                           'mtf, and in figures; default: %(default)s)')
     seed.add_argument('-p', '--preview', action='store_true',
                       help="don't fit: write a figure of the stretched image, the mask and the "
                            'initial control points (OUTDIR/<name>_bgPreview.png, or --plot)')
     seed.add_argument('-N', type=_positive_int, default=None, dest='n_points', metavar='N',
-                      help='number of control points (default: 32)')
-    seed.add_argument('-O', type=int, choices=SUPPORTED_ORDERS, default=2, dest='order',
-                      metavar='O', help='order of the spline: 2 thin-plate, 3 cubic (default: 2)')
+                      help=f'number of control points (default: {FitConfig.n_points})')
+    seed.add_argument('-O', type=int, choices=_choices.SUPPORTED_ORDERS, default=FitConfig.order,
+                      dest='order', metavar='O',
+                      help='order of the spline: 2 thin-plate, 3 cubic (default: %(default)s)')
     seed.add_argument('-tm', '--threshold-min', type=_finite_float, default=None,
                       metavar='THRESHOLD_MIN',
                       help='mask pixels below this level (stretched units with --stretch mtf, '
@@ -202,42 +213,48 @@ def build_parser():
                       help='mask pixels above this level (units as -tm; default: none)')
     seed.add_argument('-m', '--mask', metavar='MASK',
                       help='mask image (any supported format): nonzero integers are masked, '
-                           'floats in [0, 1] are soft weights (1 = fully masked)')
-    seed.add_argument('-i', '--initializer', choices=INITIALIZERS, default='grid',
-                      help='initial control points (default: grid)')
-    seed.add_argument('-e', '--epochs', type=_non_negative_int, default=300,
+                           'floats in [0, 1] are masked fractions (1 = fully masked)')
+    seed.add_argument('-i', '--initializer', choices=_choices.INITIALIZERS,
+                      default=FitConfig.initializer,
+                      help='initial control points (default: %(default)s)')
+    seed.add_argument('-e', '--epochs', type=_non_negative_int, default=FitConfig.epochs,
                       help='maximum number of optimization steps; early stopping usually ends '
-                           'sooner (default: 300)')
-    seed.add_argument('-a', '--alpha', type=_finite_float, default=5.0,
+                           'sooner (default: %(default)s)')
+    seed.add_argument('-a', '--alpha', type=_finite_float, default=FitConfig.alpha,
                       help="[advanced] weight of the asymmetric loss's overshoot and negative "
-                           'background penalties (default: 5)')
+                           'background penalties (default: %(default)s)')
     seed.add_argument('-B', type=_positive_int, default=None, dest='batch_size', metavar='B',
                       help='[advanced] blocks per optimization step (default: all)')
-    seed.add_argument('-lr', type=_positive_float, default=1e-3, dest='learning_rate',
-                      metavar='LR', help='[advanced] learning rate (default: 0.001)')
+    seed.add_argument('-lr', type=_positive_float, default=FitConfig.learning_rate,
+                      dest='learning_rate', metavar='LR',
+                      help='[advanced] learning rate (default: %(default)s)')
 
     new = parser.add_argument_group('model options (new)')
-    new.add_argument('--loss', choices=LOSSES, default='robust',
-                     help="robust (Tukey biweight: unbiased, rejects stars and nebulae; "
-                          "default) or asymmetric (the seed tool's loss; use with --stretch mtf)")
-    new.add_argument('--stretch', choices=('none', 'mtf'), default='none',
-                     help='fit the linear data (none, default) or, as the seed tool, the '
-                          'delinearized image (mtf)')
-    new.add_argument('--smoothing', type=_finite_float, default=1e-3,
-                     help='bending-energy penalty relative to the data term (default: 0.001)')
+    new.add_argument('--loss', choices=_choices.LOSSES, default=FitConfig.loss,
+                     help="robust (Tukey biweight: unbiased, rejects stars and nebulae) or "
+                          "asymmetric (the seed tool's loss; use with --stretch mtf; "
+                          'default: %(default)s)')
+    new.add_argument('--stretch', choices=[_stretch_name(name) for name in _choices.STRETCHES],
+                     default=_stretch_name(_choices.DEFAULT_STRETCH),
+                     help='fit the linear data (none) or, as the seed tool, the delinearized '
+                          'image (mtf; default: %(default)s)')
+    new.add_argument('--smoothing', type=_finite_float, default=FitConfig.smoothing,
+                     help='bending-energy penalty relative to the data term '
+                          '(default: %(default)s)')
     new.add_argument('--regions', metavar='FILE',
                      help='ds9 (.reg) or CASA (.crtf) regions to leave out of the fit')
-    new.add_argument('--seed', type=_non_negative_int, default=0,
+    new.add_argument('--seed', type=_non_negative_int, default=FitConfig.seed,
                      help='random seed of the random initializer and held-out blocks '
-                          '(default: 0)')
+                          '(default: %(default)s)')
     new.add_argument('--points', metavar='FILE',
                      help="background sample points, 'x y' per line, negative pairs continuing "
                           'an isoline (rmgradient); added to the image samples')
     new.add_argument('--points-only', action='store_true',
                      help='fit the --points samples alone, as rmgradient')
-    new.add_argument('--points-sigma', type=_positive_float, default=8.0, metavar='SIGMA',
+    new.add_argument('--points-sigma', type=_positive_float,
+                     default=_choices.DEFAULT_POINTS_SIGMA, metavar='SIGMA',
                      help='Gaussian sigma, in pixels, of the sampling around each point '
-                          "(rmgradient's --sigma; default: 8)")
+                          "(rmgradient's --sigma; default: %(default)s)")
 
     run = parser.add_argument_group('running')
     run.add_argument('--workers', type=_positive_int, default=None,
@@ -253,11 +270,11 @@ def build_parser():
 
 
 def _frame_options(args):
-    """`astrobgopt.batch.FrameOptions` keywords from parsed arguments."""
+    """`astrobgopt.frame.FrameOptions` keywords from parsed arguments."""
     estimator_options = {
         'order': args.order, 'initializer': args.initializer, 'loss': args.loss,
         'downscale_factor': args.downscaling_factor, 'downscale_func': args.downscaling_func,
-        'stretch': None if args.stretch == 'none' else args.stretch,
+        'stretch': None if args.stretch == _stretch_name(None) else args.stretch,
         'delinearization_quantile': args.delinearization_quantile,
         'threshold_min': args.threshold_min, 'threshold_max': args.threshold_max,
         'alpha': args.alpha, 'smoothing': args.smoothing, 'epochs': args.epochs,
@@ -269,7 +286,7 @@ def _frame_options(args):
     return {'estimator_options': estimator_options, 'mask': args.mask,
             'regions': args.regions, 'points': args.points, 'points_only': args.points_only,
             'points_sigma': args.points_sigma, 'hdu': args.hdu, 'divide': args.divide,
-            'pedestal': 'median' if args.pedestal is None else args.pedestal,
+            'pedestal': _choices.DEFAULT_PEDESTAL if args.pedestal is None else args.pedestal,
             'compress': args.compress, 'overwrite': args.overwrite, 'plot': args.plot,
             'report': args.report, 'preview': args.preview}
 
@@ -362,7 +379,8 @@ def _validate(argv):
 
 def _run(args, parser):
     from ._startup import load_numerical_core
-    from .batch import FrameOptions, check_input, expand_inputs
+    from .batch import expand_inputs
+    from .frame import FrameOptions, check_input
 
     # Inputs first: a missing file is reported before the options are
     # checked, which loads the numerical core (TensorFlow).
@@ -421,7 +439,7 @@ def _run_demo(args, options):
     from astropy.io import fits
     from astropy.wcs import WCS
 
-    from .batch import process_file
+    from .frame import process_file
     from .datasets import make_light_pollution_sky
     from .io import read_image
 

@@ -3,17 +3,17 @@ Block downscaling of an image under a mask.
 
 The background fit runs on a low-resolution copy of the image: each block of
 ``factor x factor`` pixels becomes one sample, its value the median (or mean)
-of the block's usable pixels and its weight the fraction of the block that is
-usable. Blocks at the right and top edges may be partial; their sample sits at
-the centre of the pixels they cover.
+of the block's usable pixels, and its usable fraction that of the block's
+pixels (fractionally masked pixels counting fractionally). Blocks at the right
+and top edges may be partial; their sample sits at the centre of the pixels
+they cover.
 """
 
 import numpy as np
 
-__all__ = ['BlockSamples', 'block_reduce_masked', 'DOWNSCALE_FUNCTIONS']
+from ._choices import DOWNSCALE_FUNCTIONS
 
-#: Block statistics understood by `block_reduce_masked`.
-DOWNSCALE_FUNCTIONS = ('median', 'mean')
+__all__ = ['BlockSamples', 'block_reduce_masked', 'pixel_blocks', 'DOWNSCALE_FUNCTIONS']
 
 
 class BlockSamples:
@@ -24,9 +24,9 @@ class BlockSamples:
     ----------
     values : `~numpy.ndarray`, shape (ny, nx, n_channels)
         Block statistic per channel; NaN where a block has no usable pixel.
-    weights : `~numpy.ndarray`, shape (ny, nx)
-        Usable fraction of each block (0 to 1; soft pixel weights count
-        fractionally).
+    usable_fraction : `~numpy.ndarray`, shape (ny, nx)
+        Usable fraction of each block (0 to 1; fractionally masked pixels
+        count fractionally).
     x, y : `~numpy.ndarray`
         Full-resolution pixel coordinates of the block centres (columns and
         rows).
@@ -34,9 +34,9 @@ class BlockSamples:
         Block size in pixels.
     """
 
-    def __init__(self, values, weights, x, y, factor):
+    def __init__(self, values, usable_fraction, x, y, factor):
         self.values = values
-        self.weights = weights
+        self.usable_fraction = usable_fraction
         self.x = x
         self.y = y
         self.factor = factor
@@ -44,20 +44,25 @@ class BlockSamples:
     @property
     def shape(self):
         """Shape (ny, nx) of the block grid."""
-        return self.weights.shape
+        return self.usable_fraction.shape
 
-    def points(self, weights=None):
+    def points(self, usable_fraction=None):
         """
-        Return ``(points, values, weights)`` of the usable blocks, flattened.
+        Return ``(points, values, usable_fraction)`` of the usable blocks,
+        flattened.
 
-        ``weights`` (shape (ny, nx)) replaces the block weights, e.g. to
-        exclude more blocks.
+        ``usable_fraction`` (shape (ny, nx)) replaces that of the blocks,
+        e.g. to exclude more blocks.
         """
-        weights = self.weights if weights is None else weights
+        usable_fraction = self.usable_fraction if usable_fraction is None else usable_fraction
         yy, xx = np.meshgrid(self.y, self.x, indexing='ij')
-        good = weights > 0
+        good = usable_fraction > 0
         points = np.stack([xx[good], yy[good]], axis=1)
-        return points, self.values[good], weights[good]
+        return points, self.values[good], usable_fraction[good]
+
+    def with_values(self, values):
+        """The same blocks with other ``values`` (e.g. stretched), shape (ny, nx, k)."""
+        return BlockSamples(values, self.usable_fraction, self.x, self.y, self.factor)
 
 
 def _block_centres(length, factor):
@@ -66,7 +71,7 @@ def _block_centres(length, factor):
     return (starts + stops - 1) / 2.0
 
 
-def _blocks(array, factor, fill):
+def pixel_blocks(array, factor, fill):
     """View ``array`` (H, W, ...) as (ny, nx, ..., factor**2), padding with ``fill``."""
     height, width = array.shape[:2]
     pad_y = -height % factor
@@ -97,22 +102,24 @@ def _masked_median(blocks, usable):
     return median
 
 
-def block_reduce_masked(data, weights, factor, *, func='median'):
+def block_reduce_masked(data, usable_fraction, factor, *, func='median'):
     """
     Downscale an image by blocks, ignoring masked pixels.
 
     Parameters
     ----------
     data : `~numpy.ndarray`, shape (H, W) or (H, W, n_channels)
-        The image; non-finite values must already carry zero weight.
-    weights : `~numpy.ndarray`, shape (H, W)
-        Pixel weights in [0, 1]; 0 excludes a pixel (a mask), intermediate
-        values down-weight it.
+        The image; non-finite values must already have a usable fraction
+        of 0.
+    usable_fraction : `~numpy.ndarray`, shape (H, W)
+        Usable fraction of each pixel in [0, 1]; 0 excludes a pixel (a
+        mask), intermediate values down-weight it.
     factor : int
         Block size in pixels (>= 1).
     func : {'median', 'mean'}, optional
-        Block statistic. The median ignores pixels of zero weight and rejects
-        most stars; the mean is weighted by the pixel weights.
+        Block statistic. The median ignores pixels whose usable fraction is
+        0 and rejects most stars; the mean is weighted by the usable
+        fractions.
 
     Returns
     -------
@@ -127,19 +134,19 @@ def block_reduce_masked(data, weights, factor, *, func='median'):
     height, width = data.shape[:2]
     if factor == 1:
         values = data.astype(np.float64, copy=True)
-        values[weights <= 0] = np.nan
-        block_weights = np.asarray(weights, dtype=np.float64)
+        values[usable_fraction <= 0] = np.nan
+        block_fraction = np.asarray(usable_fraction, dtype=np.float64)
     else:
-        pixel_weights = _blocks(np.asarray(weights, dtype=np.float32), factor, 0.0)
-        block_weights = pixel_weights.sum(axis=-1, dtype=np.float64) / factor**2
-        pixel_values = _blocks(data, factor, 0.0)
-        pixel_weights = pixel_weights[:, :, None, :]
+        pixel_fraction = pixel_blocks(np.asarray(usable_fraction, dtype=np.float32), factor, 0.0)
+        block_fraction = pixel_fraction.sum(axis=-1, dtype=np.float64) / factor**2
+        pixel_values = pixel_blocks(data, factor, 0.0)
+        pixel_fraction = pixel_fraction[:, :, None, :]
         if func == 'median':
-            values = _masked_median(pixel_values, pixel_weights > 0).astype(np.float64)
+            values = _masked_median(pixel_values, pixel_fraction > 0).astype(np.float64)
         else:
-            total = pixel_weights.sum(axis=-1, dtype=np.float64)
+            total = pixel_fraction.sum(axis=-1, dtype=np.float64)
             with np.errstate(invalid='ignore', divide='ignore'):
-                weighted = np.where(pixel_weights > 0, pixel_values, 0) * pixel_weights
+                weighted = np.where(pixel_fraction > 0, pixel_values, 0) * pixel_fraction
                 values = weighted.sum(axis=-1, dtype=np.float64) / total
-    return BlockSamples(values, block_weights,
+    return BlockSamples(values, block_fraction,
                         _block_centres(width, factor), _block_centres(height, factor), factor)

@@ -4,11 +4,16 @@ and a path that needs no interpolator keyword (photutils 4.0 removes it).
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.units import Quantity
 
-from .optimize import FitConfig, SplineModel, fit_spline
+from ._docs import insert_fit_parameter_docs
+from .config import FitConfig, make_repr
+
+if TYPE_CHECKING:
+    from .optimize import SplineModel
 
 __all__ = ['SplineOptInterpolator', 'SplineMeshBackground', 'spline_background']
 
@@ -23,6 +28,33 @@ def _box_centres(n_boxes, box):
     return np.arange(n_boxes) * box + (box - 1) / 2.0
 
 
+def _image_shape(shape):
+    """``shape`` as an (ny, nx) tuple of positive ints, or a clear error."""
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise ValueError(f'shape must be the image shape, a (ny, nx) tuple; got {shape!r}') \
+            from None
+    if (len(shape) != 2 or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+                                   for n in shape) or min(shape) < 1):
+        raise ValueError(f'shape must be the 2-D image shape, a (ny, nx) tuple of positive '
+                         f'ints; got {shape!r}')
+    return int(shape[0]), int(shape[1])
+
+
+def _box_shape(box_size):
+    """``box_size`` (int or pair) as (by, bx) positive ints, or a clear error."""
+    box = np.atleast_1d(box_size)
+    if box.ndim != 1 or len(box) not in (1, 2) or box.dtype.kind not in 'iu':
+        raise ValueError(f'box_size must be an int or an (ny, nx) pair of ints; got {box_size!r}')
+    if box.min() <= 0:
+        raise ValueError(f'box_size must be positive; got {box_size!r}')
+    box_y, box_x = np.broadcast_to(box, 2)
+    return int(box_y), int(box_x)
+
+
+@insert_fit_parameter_docs('order', 'initializer', 'loss', 'smoothing', 'epochs',
+                           'learning_rate', 'patience', 'validation_fraction', 'seed')
 class SplineOptInterpolator:
     """
     Interpolate a `~photutils.background.Background2D` mesh with a spline
@@ -33,7 +65,7 @@ class SplineOptInterpolator:
     samples of the fit: control points of a polyharmonic spline are placed
     on a grid, initialized by robust least squares and refined with Adam
     (see `astrobgopt.optimize`). Boxes whose value is an outlier (a bright
-    source the box statistic did not reject) get no weight.
+    source the box statistic did not reject) are left out.
 
     photutils 3.0 deprecates the ``interpolator`` keyword and plans to
     remove it in 4.0; `spline_background` gives the same model from the
@@ -44,24 +76,7 @@ class SplineOptInterpolator:
     n_points : int or None, optional
         Number of control points; None uses one per 16 mesh boxes (4 to
         256).
-    order : {1, 2, 3, 4}, optional
-        Polyharmonic order (2: thin-plate).
-    initializer : {'grid', 'random'}, optional
-        Initial placement of the control points.
-    loss : {'robust', 'asymmetric'}, optional
-        Loss of the fit (see `astrobgopt.optimize`).
-    smoothing : float, optional
-        Bending-energy penalty relative to the data term.
-    epochs : int, optional
-        Maximum number of Adam steps.
-    learning_rate : float, optional
-        Adam learning rate.
-    patience : int, optional
-        Steps without improvement of the held-out loss before stopping.
-    validation_fraction : float, optional
-        Fraction of boxes held out for early stopping.
-    seed : int, optional
-        Seed of the random initializer and the held-out split.
+    FIT_PARAMETERS
     progress : bool or None, optional
         Progress bar (off by default: photutils calls the interpolator for
         the background and again for the RMS).
@@ -73,9 +88,12 @@ class SplineOptInterpolator:
     keep the array in a variable rather than reading the attribute twice.
     """
 
-    def __init__(self, *, n_points=None, order=2, initializer='grid', loss='robust',
-                 smoothing=1e-3, epochs=300, learning_rate=1e-3, patience=10,
-                 validation_fraction=0.2, seed=0, progress=False):
+    def __init__(self, *, n_points=None, order=FitConfig.order,
+                 initializer=FitConfig.initializer, loss=FitConfig.loss,
+                 smoothing=FitConfig.smoothing, epochs=FitConfig.epochs,
+                 learning_rate=FitConfig.learning_rate, patience=FitConfig.patience,
+                 validation_fraction=FitConfig.validation_fraction, seed=FitConfig.seed,
+                 progress=False):
         self.n_points = n_points
         self.progress = progress
         # Validate every option now, with a placeholder point count for 'auto'.
@@ -85,10 +103,7 @@ class SplineOptInterpolator:
                                  validation_fraction=validation_fraction, seed=seed)
 
     def __repr__(self):
-        options = {key: value for key, value in self._config.to_dict().items()
-                   if key != 'n_points'}
-        text = ', '.join(f'{key}={value!r}' for key, value in options.items())
-        return f'{type(self).__name__}(n_points={self.n_points!r}, {text})'
+        return make_repr(self, fallback=self._config)
 
     def __call__(self, mesh, **kwargs):
         """
@@ -118,7 +133,7 @@ class SplineOptInterpolator:
                                     dtype=kwargs.get('dtype'))
         return image
 
-    def interpolate(self, mesh, *, shape, box_size, dtype=None, weights=None):
+    def interpolate(self, mesh, *, shape, box_size, dtype=None, usable_fraction=None):
         """
         Fit the spline to a mesh and evaluate it on the full image.
 
@@ -127,14 +142,16 @@ class SplineOptInterpolator:
         mesh : 2-D array-like or `~astropy.units.Quantity`
             Mesh values, one per box.
         shape : tuple of int
-            Full image shape (height, width).
+            Full image shape (height, width); the mesh must tile it with
+            boxes of ``box_size`` (the last box may be partial).
         box_size : int or tuple of int
-            Box size (ny, nx) in pixels.
+            Box size (ny, nx) in pixels (positive).
         dtype : dtype, optional
             Output dtype (float32 when None or not a float type).
-        weights : 2-D array-like, optional
-            Weight of each box in [0, 1] (e.g. the fraction of its pixels
-            used); 0 excludes a box. Non-finite mesh values get no weight.
+        usable_fraction : 2-D array-like, optional
+            Usable fraction of each box in [0, 1] (the fraction of its
+            pixels used); 0 excludes a box. Non-finite mesh values are
+            excluded too.
 
         Returns
         -------
@@ -152,15 +169,25 @@ class SplineOptInterpolator:
         dtype = np.dtype(dtype) if dtype is not None else np.dtype(np.float32)
         if dtype.kind != 'f':
             dtype = np.dtype(np.float32)
-        box_y, box_x = np.broadcast_to(np.atleast_1d(box_size), 2)
+        shape = _image_shape(shape)
+        box_y, box_x = _box_shape(box_size)
+        # photutils pads a partial last box (or, with edge_method='crop' before
+        # photutils 2, drops it): either way the mesh tiles the image.
+        for n_boxes, box, length, axis in ((mesh.shape[0], box_y, shape[0], 'rows'),
+                                           (mesh.shape[1], box_x, shape[1], 'columns')):
+            if n_boxes not in (length // box, -(-length // box)):
+                raise ValueError(f'a mesh of {mesh.shape} boxes of {(box_y, box_x)} pixels does '
+                                 f'not match an image of shape {shape} (its {axis}); pass the '
+                                 'shape of the image the mesh was computed on')
 
-        box_weights = np.ones(mesh.shape) if weights is None else np.asarray(weights, float)
-        if box_weights.shape != mesh.shape:
-            raise ValueError(f'weights must have the mesh shape {mesh.shape}; '
-                             f'got {box_weights.shape}')
-        usable = np.isfinite(mesh) & (box_weights > 0)
+        box_fraction = (np.ones(mesh.shape) if usable_fraction is None
+                        else np.asarray(usable_fraction, float))
+        if box_fraction.shape != mesh.shape:
+            raise ValueError(f'usable_fraction must have the mesh shape {mesh.shape}; '
+                             f'got {box_fraction.shape}')
+        usable = np.isfinite(mesh) & (box_fraction > 0)
         if not usable.any():
-            raise ValueError('no mesh box has a finite value with non-zero weight')
+            raise ValueError('no mesh box has a finite value and a usable fraction above 0')
         values = mesh[usable]
         if np.ptp(values) == 0:
             return np.full(shape, values[0], dtype=dtype), None
@@ -173,13 +200,15 @@ class SplineOptInterpolator:
                 f'the mesh has {usable.sum()} usable boxes, too few for {n_points} control '
                 f'points (at least n_points + 3 are needed): use fewer control points '
                 f'(n_points) or a smaller box_size')
+        from .optimize import fit_spline
+
         yy, xx = np.meshgrid(_box_centres(mesh.shape[0], box_y),
                              _box_centres(mesh.shape[1], box_x), indexing='ij')
         points = np.stack([xx[usable], yy[usable]], axis=1)
         config = FitConfig(**{**self._config.to_dict(), 'n_points': n_points})
-        model = fit_spline(points, values, np.clip(box_weights[usable], 0, 1), tuple(shape),
-                           config, progress=self.progress, progress_desc='mesh spline fit')
-        image = model.evaluate_image(tuple(shape), dtype=np.float32)[..., 0]
+        model = fit_spline(points, values, np.clip(box_fraction[usable], 0, 1), shape, config,
+                           progress=self.progress, progress_desc='mesh spline fit')
+        image = model.evaluate_image(shape, dtype=np.float32)[..., 0]
         return image.astype(dtype, copy=False), model
 
 
@@ -198,11 +227,11 @@ class SplineMeshBackground:
 
     background: np.ndarray
     background_rms: np.ndarray
-    background_model: SplineModel | None
-    background_rms_model: SplineModel | None
+    background_model: 'SplineModel | None'
+    background_rms_model: 'SplineModel | None'
 
 
-def spline_background(bkg, *, shape, interpolator=None):
+def spline_background(bkg, *, shape=None, interpolator=None):
     """
     Spline background from a `~photutils.background.Background2D`, using
     only its public attributes.
@@ -219,8 +248,9 @@ def spline_background(bkg, *, shape, interpolator=None):
     ----------
     bkg : `~photutils.background.Background2D`
         A Background2D built with its default interpolator.
-    shape : tuple of int
-        Shape of the image ``bkg`` was computed on (``data.shape``).
+    shape : tuple of int, optional
+        Shape of the image ``bkg`` was computed on; by default that known
+        to ``bkg``. A given shape must match it.
     interpolator : `SplineOptInterpolator`, optional
         Fit options (default: ``SplineOptInterpolator()``).
 
@@ -232,18 +262,33 @@ def spline_background(bkg, *, shape, interpolator=None):
     --------
     >>> from photutils.background import Background2D  # doctest: +SKIP
     >>> bkg = Background2D(data, 10, mask=mask)  # doctest: +SKIP
-    >>> spline = spline_background(bkg, shape=data.shape)  # doctest: +SKIP
+    >>> spline = spline_background(bkg)  # doctest: +SKIP
     >>> residual = data - spline.background  # doctest: +SKIP
     """
     interpolator = SplineOptInterpolator() if interpolator is None else interpolator
-    box_y, box_x = np.broadcast_to(np.atleast_1d(bkg.box_size), 2)
+    own_shape = _background2d_shape(bkg)
+    if shape is not None and _image_shape(shape) != own_shape:
+        raise ValueError(f'shape {tuple(shape)} does not match the shape {own_shape} of the '
+                         'image the Background2D was computed on; leave shape out')
+    box_y, box_x = _box_shape(bkg.box_size)
     # photutils 3 renamed npixels_mesh (deprecated, gone in 4.0) to n_pixels_mesh.
     n_pixels = bkg.n_pixels_mesh if hasattr(bkg, 'n_pixels_mesh') else bkg.npixels_mesh
-    weights = np.clip(np.asarray(n_pixels, dtype=float) / (box_y * box_x), 0, 1)
+    usable_fraction = np.clip(np.asarray(n_pixels, dtype=float) / (box_y * box_x), 0, 1)
     images, models = [], []
     for mesh in (bkg.background_mesh, bkg.background_rms_mesh):
-        image, model = interpolator.interpolate(mesh, shape=shape, box_size=(box_y, box_x),
-                                                dtype=np.asarray(mesh).dtype, weights=weights)
+        image, model = interpolator.interpolate(mesh, shape=own_shape, box_size=(box_y, box_x),
+                                                dtype=np.asarray(mesh).dtype,
+                                                usable_fraction=usable_fraction)
         images.append(image * mesh.unit if isinstance(mesh, Quantity) else image)
         models.append(model)
     return SplineMeshBackground(images[0], images[1], models[0], models[1])
+
+
+def _background2d_shape(bkg):
+    """
+    Shape of the image a Background2D was computed on: recorded by
+    photutils 2 and 3 (``_data_shape``), else that of its ``background``
+    (which evaluates photutils' own interpolator once).
+    """
+    shape = getattr(bkg, '_data_shape', None)
+    return _image_shape(np.shape(bkg.background) if shape is None else shape)

@@ -768,3 +768,18 @@ def _process_runs(pid):
         # It runs, as another user.
         return True
     return True
+
+
+def channels_last(image):
+    """The pixels of an `ImageData` as (H, W, k), whatever the file's layout."""
+    data = image.data
+    if data.ndim == 2:
+        return data[..., None]
+    return np.moveaxis(data, image.channel_axis, -1)
+
+
+def file_layout(pixels, image):
+    """Pixels (H, W, k) back in the layout `ImageData` ``image`` was read in."""
+    if image.data.ndim == 2:
+        return pixels[..., 0]
+    return np.moveaxis(pixels, -1, image.channel_axis)

@@ -1,9 +1,10 @@
 """
-Pixel masks for the background fit: ds9/CRTF regions, value thresholds and
-their combination.
+Pixel masks for the background fit: ds9/CRTF regions, value thresholds,
+their combination, the one mask validator and mask files.
 
 Every mask here is a boolean array of the image's shape in which True means
-*masked*: the pixel is left out of the background fit.
+*masked*: the pixel is left out of the background fit; `validate_mask` also
+accepts the estimator's fractional masks (the masked fraction of a pixel).
 """
 
 import os
@@ -14,7 +15,7 @@ from astropy.nddata import NDData
 from astropy.units import Quantity
 from astropy.utils.exceptions import AstropyUserWarning
 
-__all__ = ['regions_to_mask', 'read_regions', 'threshold_mask', 'combine_masks']
+__all__ = ['regions_to_mask', 'read_regions', 'threshold_mask', 'combine_masks', 'validate_mask']
 
 # Region file formats by file-name ending (lower case).
 _REGION_FORMATS = {'.reg': 'ds9', '.crtf': 'crtf'}
@@ -334,21 +335,76 @@ def combine_masks(*masks, shape):
     combined = np.zeros(shape, dtype=bool)
     for index, mask in enumerate(masks):
         if mask is not None:
-            combined |= _as_boolean_mask(mask, shape, f'mask #{index + 1}')
+            combined |= validate_mask(mask, shape, name=f'mask #{index + 1}')
     return combined
 
 
-def _as_boolean_mask(mask, shape, name):
+def validate_mask(mask, shape, *, name='mask', fractional=False):
+    """
+    Check a mask against an image shape; the one mask validator of the package.
+
+    Parameters
+    ----------
+    mask : array-like
+        Boolean (True = masked) or numeric: 0/1, or with ``fractional`` any
+        value in [0, 1] (1 = fully masked, fractions down-weight a pixel,
+        as the seed tool's soft masks).
+    shape : tuple of int
+        The image shape the mask must have.
+    name : str, optional
+        What the mask is called in error messages.
+    fractional : bool, optional
+        Accept fractions and return the masked fraction of each pixel.
+
+    Returns
+    -------
+    mask : `~numpy.ndarray`
+        Boolean (True = masked), or with ``fractional`` the masked fraction
+        as float32 in [0, 1].
+
+    Raises
+    ------
+    TypeError
+        If the mask is neither boolean nor numeric.
+    ValueError
+        If its shape is not ``shape``, or a value is not allowed.
+    """
     mask = np.asarray(mask)
+    shape = tuple(shape)
     if mask.shape != shape:
         raise ValueError(f'{name} has shape {mask.shape}, but the image has shape {shape}')
+    allowed = 'numeric in [0, 1]' if fractional else 'numeric 0/1'
     if mask.dtype == bool:
-        return mask
+        return mask.astype(np.float32) if fractional else mask
     if mask.dtype.kind not in 'iuf':
-        raise TypeError(f'{name} must be boolean (True = masked) or numeric 0/1; got dtype '
+        raise TypeError(f'{name} must be boolean (True = masked) or {allowed}; got dtype '
                         f'{mask.dtype}')
-    if not np.all((mask == 0) | (mask == 1)):
-        raise ValueError(f'{name} has values other than 0 and 1; pass a boolean mask '
-                         '(e.g. mask > 0) or, for fractional weights, give it to the '
-                         'estimator directly')
-    return mask.astype(bool)
+    if not fractional:
+        if not np.all((mask == 0) | (mask == 1)):
+            raise ValueError(f'{name} has values other than 0 and 1; pass a boolean mask '
+                             '(e.g. mask > 0) or, for fractional masks, give it to the '
+                             'estimator directly')
+        return mask.astype(bool)
+    mask = mask.astype(np.float32)
+    if not (np.all(np.isfinite(mask)) and mask.min() >= 0 and mask.max() <= 1):
+        raise ValueError(f'{name} values must lie in [0, 1] (1 = fully masked, fractions '
+                         'down-weight a pixel)')
+    return mask
+
+
+def _read_mask(path, shape):
+    """
+    A mask file (any supported image format) as the masked fraction of each
+    pixel, float32 (H, W): integer or boolean values mask where nonzero,
+    floating values are fractions in [0, 1]; a colour mask masks a pixel as
+    much as its most masked channel.
+    """
+    from .io import channels_last, read_image
+
+    mask_image = read_image(path)
+    mask = channels_last(mask_image)
+    if mask.dtype.kind in 'biu':
+        mask = np.any(mask != 0, axis=-1)
+    else:
+        mask = mask.max(axis=-1)
+    return validate_mask(mask, shape, name=f'mask {os.fspath(path)!r}', fractional=True)

@@ -48,15 +48,16 @@ keeps the surface smooth where no data constrain it.
 
 import functools
 import math
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
-from ._choices import INITIALIZERS, LOSSES, SUPPORTED_ORDERS
+from ._choices import INITIALIZERS, LOSSES
+from .config import FitConfig
 from .spline import apply_spline, apply_spline_grid, bending_energy, solve_spline
 
-__all__ = ['FitConfig', 'SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
+__all__ = ['SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
            'INITIALIZERS', 'compute_device', 'grid_control_points', 'initial_control_points']
 
 
@@ -84,97 +85,6 @@ _EXACT_STEP_PER_SPACING = 16
 _EXACT_STEP_PER_CLOSEST = 8
 # Fewest held-out (and training) samples for validation-based early stopping.
 _MIN_VALIDATION_SAMPLES = 50
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """
-    Options of the spline fit (validated on creation).
-
-    Parameters
-    ----------
-    n_points : int
-        Number of control points (>= 4). The grid initializer uses the
-        nearest grid of the image's aspect ratio, see `grid_control_points`.
-    order : int
-        Polyharmonic order (2: thin-plate, 3: cubic; see
-        `astrobgopt.spline.SUPPORTED_ORDERS`).
-    initializer : {'grid', 'random'}
-        Initial control-point placement.
-    loss : {'robust', 'asymmetric'}
-        Loss minimized (see the module notes).
-    alpha : float
-        Weight of the overshoot and negative-background penalties of the
-        ``'asymmetric'`` loss.
-    smoothing : float
-        Bending-energy penalty, relative to the data term (>= 0).
-    epochs : int
-        Maximum number of optimization steps (0 keeps the initialization).
-    learning_rate : float
-        Adam learning rate (coordinates in units of the longest image side,
-        values in units of the data's robust spread).
-    batch_size : int or None
-        Samples per step; None uses all samples (deterministic full batch).
-    patience : int
-        Steps without improvement before stopping early.
-    plateau_patience : int
-        Steps without improvement before halving the learning rate.
-    validation_fraction : float
-        Fraction of the samples held out of the optimization to decide when
-        to stop (in [0, 0.5]; 0 monitors the training loss).
-    seed : int
-        Seed for the random initializer and for mini-batches.
-    """
-
-    n_points: int = 32
-    order: int = 2
-    initializer: str = 'grid'
-    loss: str = 'robust'
-    alpha: float = 5.0
-    smoothing: float = 1e-3
-    epochs: int = 300
-    learning_rate: float = 1e-3
-    batch_size: int | None = None
-    patience: int = 10
-    plateau_patience: int = 5
-    validation_fraction: float = 0.2
-    seed: int = 0
-
-    def __post_init__(self):
-        def check_int(name, minimum):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f'{name} must be an integer; got {value!r}')
-            if value < minimum:
-                raise ValueError(f'{name} must be >= {minimum}; got {value}')
-
-        check_int('n_points', 4)
-        check_int('epochs', 0)
-        check_int('patience', 1)
-        check_int('plateau_patience', 1)
-        check_int('seed', 0)
-        if self.batch_size is not None:
-            check_int('batch_size', 1)
-        if self.order not in SUPPORTED_ORDERS:
-            raise ValueError(f'order must be one of {SUPPORTED_ORDERS}; got {self.order!r}')
-        if self.initializer not in INITIALIZERS:
-            raise ValueError(f'initializer must be one of {INITIALIZERS}; '
-                             f'got {self.initializer!r}')
-        if self.loss not in LOSSES:
-            raise ValueError(f'loss must be one of {LOSSES}; got {self.loss!r}')
-        for name in ('alpha', 'smoothing'):
-            if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f'{name} must be a finite number >= 0; '
-                                 f'got {getattr(self, name)!r}')
-        if not 0 <= self.validation_fraction <= 0.5:
-            raise ValueError(f'validation_fraction must lie in [0, 0.5]; '
-                             f'got {self.validation_fraction!r}')
-        if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f'learning_rate must be positive; got {self.learning_rate!r}')
-
-    def to_dict(self):
-        """The options as a plain dict (for provenance records)."""
-        return asdict(self)
 
 
 @functools.cache
@@ -245,7 +155,7 @@ def initial_control_points(shape, config):
     ----------
     shape : tuple of int
         Image shape (height, width).
-    config : `FitConfig`
+    config : `~astrobgopt.config.FitConfig`
         Uses ``initializer``, ``n_points`` and ``seed``.
 
     Returns
@@ -633,7 +543,7 @@ def _split_validation(n_samples, fraction, seed):
     return held
 
 
-def fit_spline(points, values, weights, shape, config=FitConfig(), *, design=None,
+def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, design=None,
                initial_values=None, progress=None, progress_desc='spline fit'):
     """
     Fit a spline surface to weighted samples of an image.
@@ -644,13 +554,13 @@ def fit_spline(points, values, weights, shape, config=FitConfig(), *, design=Non
         Sample positions (x, y) in full-resolution pixel coordinates.
     values : `~numpy.ndarray`, shape (m,) or (m, k)
         Sample values (``k`` channels share the control points).
-    weights : `~numpy.ndarray`, shape (m,)
-        Sample weights in [0, 1]: the usable fraction of each block; 0 leaves
-        a sample out.
+    usable_fraction : `~numpy.ndarray`, shape (m,)
+        The usable fraction of each sample in [0, 1] (of a block's pixels,
+        or a user sample's share of a block); 0 leaves a sample out.
     shape : tuple of int
         Full-resolution image shape (height, width): the domain of the
         control points.
-    config : `FitConfig`, optional
+    config : `~astrobgopt.config.FitConfig`, optional
         Fit options.
     design : `SplineDesign`, optional
         `make_design` of these points, shape and config, when refitting.
@@ -682,7 +592,7 @@ def fit_spline(points, values, weights, shape, config=FitConfig(), *, design=Non
     if values.ndim == 1:
         values = values[:, None]
     points = np.asarray(points, dtype=np.float64)
-    fraction = np.asarray(weights, dtype=np.float64)
+    fraction = np.asarray(usable_fraction, dtype=np.float64)
     n_usable = np.count_nonzero(fraction > 0)
     if n_usable < config.n_points + 3:
         raise ValueError(

@@ -1,7 +1,7 @@
 """
 Regenerate the figures of docs/cli.rst (docs/_static/cli_*.png).
 
-Runs the command line's own code (`astrobgopt.batch.process_file`, what
+Runs the command line's own code (`astrobgopt.frame.process_file`, what
 ``astrobgopt`` calls for each file) on simulated skies: the demo image
 (``astrobgopt --demo``), its ``--preview``, and a colour 16-bit TIFF whose
 light pollution is orange (subtracted with one pedestal for all channels),
@@ -19,7 +19,7 @@ import tifffile
 from astropy.io import fits
 from PIL import Image
 
-from astrobgopt.batch import process_file
+from astrobgopt.frame import process_file
 from astrobgopt.datasets import make_light_pollution_sky
 
 STATIC = Path(__file__).parent / '_static'

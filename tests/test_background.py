@@ -223,3 +223,73 @@ def test_crowded_real_frame_warns_instead_of_failing():
 def test_progress_bar(sky, capsys):
     SplineOptBackground(progress=True, epochs=5, patience=100)(sky.image)
     assert 'spline fit' in capsys.readouterr().err
+
+
+def test_repr_names_every_constructor_argument():
+    import inspect
+
+    estimator = SplineOptBackground(n_points=20, threshold_min=0.1, threshold_max=0.9,
+                                    mask_extended=False, delinearization_quantile=0.8,
+                                    stretch='mtf', progress=False, seed=4)
+    text = repr(estimator)
+    for name in inspect.signature(SplineOptBackground).parameters:
+        assert f'{name}=' in text
+    for given in ('n_points=20', 'threshold_min=0.1', 'threshold_max=0.9', 'mask_extended=False',
+                  'delinearization_quantile=0.8', "stretch='mtf'", 'progress=False', 'seed=4'):
+        assert given in text
+    # The repr rebuilds the estimator: it is the provenance of meta and FITS headers.
+    rebuilt = eval(text, {'SplineOptBackground': SplineOptBackground})
+    assert repr(rebuilt) == text
+
+
+def test_call_is_the_stages(sky):
+    estimator = SplineOptBackground(n_points=9, epochs=5, mask_extended=True, progress=False)
+    called = estimator(sky.image)
+    prepared = estimator.prepare(sky.image)
+    samples = estimator.sample(prepared)
+    staged = estimator.result(prepared, samples, estimator.fit(samples))
+    assert_allclose(staged.background, called.background, rtol=0, atol=0)
+    assert prepared.image.shape == sky.image.shape + (1,)
+    assert prepared.usable_fraction.shape == sky.image.shape
+    assert samples.blocks.factor == estimator.downscale_factor_for(sky.image.shape) == 5
+
+
+def test_extra_samples_pull_the_fit_and_stand_alone():
+    rng = np.random.default_rng(3)
+    shape = (120, 160)
+    y, x = np.mgrid[0:shape[0], 0:shape[1]]
+    truth = 10 + 0.01 * x + 0.02 * y
+    image = truth + rng.normal(0, 0.1, shape)
+    estimator = SplineOptBackground(n_points=4, epochs=0, downscale_factor=10,
+                                    mask_extended=False, progress=False)
+    prepared = estimator.prepare(image)
+    # Samples of the exact truth on a grid, alone: the plane is recovered exactly.
+    gx, gy = np.meshgrid(np.linspace(5, 150, 6), np.linspace(5, 110, 5))
+    points = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    values = 10 + 0.01 * points[:, 0] + 0.02 * points[:, 1]
+    alone = estimator.sample(prepared, extra_samples=(points, values, np.ones(len(points))),
+                             include_blocks=False)
+    model = estimator.fit(alone)
+    result = estimator.result(prepared, alone, model)
+    assert_allclose(result.background, truth, atol=1e-3)
+    # Joined to the blocks (noise 0.0125), samples 0.02 above the truth that
+    # count 50 blocks each pull the fit most of the way to them.
+    offset = estimator.sample(prepared, extra_samples=(points, values + 0.02, np.full(30, 50.0)))
+    assert len(offset.arrays()[0]) == 30 + 12 * 16
+    lifted = estimator.result(prepared, offset, estimator.fit(offset)).background
+    assert 0.01 < np.mean(lifted - truth) < 0.02
+    with pytest.raises(ValueError, match='nothing to fit'):
+        estimator.sample(prepared, include_blocks=False)
+    with pytest.raises(ValueError, match='extra_samples must be'):
+        estimator.sample(prepared, extra_samples=(points, values[:3], np.ones(30)))
+
+
+def test_stretch_applied_once_to_the_samples(sky):
+    estimator = SplineOptBackground(stretch='mtf', progress=False)
+    prepared = estimator.prepare(sky.image)
+    samples = estimator.sample(prepared, extra_samples=([[10.0, 10.0]], [0.2], [1.0]))
+    linear = estimator.sample(SplineOptBackground().prepare(sky.image))
+    usable = samples.blocks.usable_fraction > 0
+    assert_allclose(samples.blocks.values[usable],
+                    prepared.stretch.forward(linear.blocks.values[usable]))
+    assert_allclose(samples.extra.values, prepared.stretch.forward([[0.2]]))

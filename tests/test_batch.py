@@ -1,4 +1,5 @@
-"""Tests of astrobgopt.batch: frames, output policy, sample points and Dask batches."""
+"""Tests of astrobgopt.batch, .frame and .points: frames, output policy, sample points and
+Dask batches."""
 
 import math
 import os
@@ -11,8 +12,9 @@ import pytest
 from astropy.io import fits
 from dask.distributed import LocalCluster
 
-from astrobgopt.batch import (expand_inputs, output_paths, process_batch, process_file,
-                              read_points, sample_points, FrameOptions)
+from astrobgopt.batch import expand_inputs, process_batch
+from astrobgopt.frame import FrameOptions, output_paths, process_file
+from astrobgopt.points import read_points, sample_points
 from astrobgopt.datasets import make_light_pollution_sky
 
 SHAPE = (200, 300)
@@ -217,7 +219,7 @@ def test_mask_file_soft_and_integer(tmp_path, starfield):
     assert errors['int'] == pytest.approx(errors['soft'])
     assert abs(errors['int']) < 0.02 * blob.max()
     assert abs(errors['int']) < 0.5 * abs(errors['none'])
-    with pytest.raises(ValueError, match=r'outside \[0, 1\]'):
+    with pytest.raises(ValueError, match=r"mask_bad.fits' values must lie in \[0, 1\]"):
         process_file(tmp_path / 'blob.fits', tmp_path / 'bad', mask=tmp_path / 'mask_bad.fits',
                      **options)
 
@@ -255,3 +257,23 @@ def test_points_join_the_block_samples(tmp_path, starfield):
     assert report['fit']['n_control_points'] == 32
     model = fits.getdata(tmp_path / 'frame_bgModel.fits')
     assert np.std(model - starfield.background) < 0.1 * np.std(starfield.background)
+
+
+def test_points_mode_goes_through_the_estimator_stages(tmp_path, starfield):
+    """Points mode gets the estimator's checks: an image too small for its blocks fails."""
+    fits.writeto(tmp_path / 'small.fits', starfield.image[:30, :30])
+    (tmp_path / 'points.txt').write_text('5 5\n25 5\n5 25\n25 25\n15 15\n10 20\n20 10\n')
+    with pytest.raises(ValueError, match='too small for downscale factor 20'):
+        process_file(tmp_path / 'small.fits', tmp_path, points=tmp_path / 'points.txt',
+                     points_only=True, estimator_options={**FAST, 'downscale_factor': 20})
+
+
+def test_fits_provenance_holds_the_full_estimator_repr(tmp_path, starfield):
+    fits.writeto(tmp_path / 'frame.fits', starfield.image)
+    options = {**FAST, 'threshold_max': 5.0, 'mask_extended': False, 'n_points': 9}
+    report = process_file(tmp_path / 'frame.fits', tmp_path, estimator_options=options)
+    header = fits.getheader(tmp_path / 'frame_bgModel.fits')['BGOPTPAR']
+    assert report['fit']['estimator'] in header
+    for given in ('threshold_max=5.0', 'mask_extended=False', 'n_points=9',
+                  'delinearization_quantile=0.95'):
+        assert given in header

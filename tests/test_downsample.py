@@ -21,7 +21,7 @@ def test_median_ignores_masked_pixels_and_handles_edges():
                 assert_allclose(samples.values[j, i, 0], np.median(block[usable]))
             else:
                 assert np.isnan(samples.values[j, i, 0])
-            assert_allclose(samples.weights[j, i], usable.sum() / 25)
+            assert_allclose(samples.usable_fraction[j, i], usable.sum() / 25)
     # Partial edge blocks sit at the centre of the pixels they cover.
     assert_allclose(samples.x[-1], (30 + 31 - 1) / 2)
     assert_allclose(samples.y[-1], (20 + 23 - 1) / 2)
@@ -37,7 +37,7 @@ def test_mean_is_weighted_and_ignores_nan_under_zero_weight():
     samples = block_reduce_masked(data, weights, 2, func='mean')
     expected = (0.5 * 1 + 4 + 5) / 2.5
     assert_allclose(samples.values[0, 0, 0], expected)
-    assert_allclose(samples.weights[0, 0], 2.5 / 4)
+    assert_allclose(samples.usable_fraction[0, 0], 2.5 / 4)
 
 
 def test_channels_and_points():

@@ -1,4 +1,5 @@
 """SplineOptInterpolator inside photutils Background2D, and the 4.0-proof path."""
+import inspect
 import time
 import warnings
 
@@ -114,3 +115,46 @@ def test_errors():
         SplineOptInterpolator(loss='l2')
     with pytest.raises(ValueError, match='no mesh box'):
         SplineOptInterpolator()(np.full((5, 5), np.nan), shape=(50, 50), box_size=10)
+
+
+def test_repr_names_every_constructor_argument():
+    interpolator = SplineOptInterpolator(n_points=12, loss='asymmetric', seed=3, progress=True)
+    text = repr(interpolator)
+    for name in inspect.signature(SplineOptInterpolator).parameters:
+        assert f'{name}=' in text
+    assert 'n_points=12' in text and "loss='asymmetric'" in text and 'progress=True' in text
+    assert 'validation_fraction=0.2' in text
+
+
+def test_bad_box_size_and_mismatched_shape_are_refused():
+    mesh = np.random.default_rng(0).random((5, 6))
+    interpolator = SplineOptInterpolator(n_points=4, epochs=0)
+    for box_size in (0, -10, (10, 0)):
+        with pytest.raises(ValueError, match='box_size must be positive'):
+            interpolator(mesh, shape=(50, 60), box_size=box_size)
+    with pytest.raises(ValueError, match=r'does not match an image of shape \(80, 60\)'):
+        interpolator(mesh, shape=(80, 60), box_size=10)
+    for shape in ((50, 60, 3), (None, None), 'abc', 50):
+        with pytest.raises(ValueError, match='shape must be'):
+            interpolator(mesh, shape=shape, box_size=10)
+    # A partial last box, padded (photutils) or cropped, still matches.
+    assert interpolator(mesh, shape=(45, 55), box_size=10).shape == (45, 55)
+    assert interpolator(mesh, shape=(59, 69), box_size=10).shape == (59, 69)
+
+
+def test_spline_background_knows_the_shape():
+    rng = np.random.default_rng(2)
+    y, x = np.mgrid[0:90, 0:130]
+    data = 5 + 0.02 * x - 0.01 * y + rng.normal(0, 0.05, x.shape)
+    bkg = Background2D(data, 10, filter_size=1, bkg_estimator=MedianBackground())
+    interpolator = SplineOptInterpolator(n_points=9)
+    result = spline_background(bkg, interpolator=interpolator)
+    assert result.background.shape == data.shape
+    assert np.abs(result.background - (5 + 0.02 * x - 0.01 * y)).max() < 0.05
+    same = spline_background(bkg, shape=data.shape, interpolator=interpolator)
+    assert_allclose(same.background, result.background)
+    with pytest.raises(ValueError, match=r'shape \(100, 130\) does not match'):
+        spline_background(bkg, shape=(100, 130), interpolator=interpolator)
+    for shape in ((90, 130, 1), 'garbage', (90.5, 130)):
+        with pytest.raises(ValueError, match='shape must be'):
+            spline_background(bkg, shape=shape, interpolator=interpolator)

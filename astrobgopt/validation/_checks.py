@@ -4,6 +4,8 @@ import numbers
 
 import numpy as np
 
+from ..masks import validate_mask
+
 __all__ = []
 
 
@@ -39,14 +41,7 @@ def as_mask(mask, shape, name='mask'):
     """Return ``mask`` as a boolean array of ``shape`` (all False when None) or raise."""
     if mask is None:
         return np.zeros(shape, dtype=bool)
-    mask = np.asarray(mask)
-    if mask.shape != tuple(shape):
-        raise ValueError(f'{name} has shape {mask.shape} but the image has shape {tuple(shape)}')
-    if mask.dtype != bool:
-        if not np.isin(mask, (0, 1)).all():
-            raise ValueError(f'{name} must be boolean (or 0/1), got values other than 0 and 1')
-        mask = mask.astype(bool)
-    return mask
+    return validate_mask(mask, shape, name=name)
 
 
 def check_same_shape(reference, other, reference_name, other_name):

@@ -74,23 +74,9 @@ class BiasTestResult:
 
     def plot(self, *, fig=None, ylim=None):
         """
-        Draw the value under each source versus flux and versus radius.
-
-        Parameters
-        ----------
-        fig : `~matplotlib.figure.Figure` or None, optional
-            Figure to draw in (cleared first); None makes a new one.
-        ylim : tuple of float or None, optional
-            Vertical range; None is automatic.
-
-        Returns
-        -------
-        fig : `~matplotlib.figure.Figure`
-
-        Raises
-        ------
-        ValueError
-            If the test was run without a source catalog.
+        Draw the value under each source versus flux and versus radius:
+        `~astrobgopt.validation.plot_bias` of this result (same keywords,
+        return value and errors).
         """
         from .plotting import plot_bias  # matplotlib only when plotting
 
