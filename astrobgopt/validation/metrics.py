@@ -106,7 +106,7 @@ def smooth_gradient(shape, amplitude):
     return gradient
 
 
-def equivariance_rms(estimate, data, gradient):
+def equivariance_rms(estimate, data, gradient, *, background=None):
     """
     RMS of ``estimate(data + gradient) - estimate(data) - gradient``.
 
@@ -123,6 +123,8 @@ def equivariance_rms(estimate, data, gradient):
         The frame.
     gradient : array_like
         The smooth gradient to add (see `smooth_gradient`), shaped like ``data``.
+    background : array_like, optional
+        ``estimate(data)`` when already computed (saves one estimate).
 
     Returns
     -------
@@ -132,8 +134,10 @@ def equivariance_rms(estimate, data, gradient):
     data = np.asarray(data, dtype=np.float64)
     gradient = np.asarray(gradient, dtype=np.float64)
     check_same_shape(data, gradient, 'data', 'gradient')
+    if background is None:
+        background = estimate(data)
     shifted = np.asarray(estimate(data + gradient), dtype=np.float64)
-    return error_rms(shifted - gradient, estimate(data))
+    return error_rms(shifted - gradient, background)
 
 
 def rms_map_ratios(background_rms, noise):
