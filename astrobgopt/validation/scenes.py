@@ -267,7 +267,8 @@ def globular_cluster_scene(size=1024, *, seed=0):
     Background = 800-count sky with a gentle tilt (5 % across the frame);
     objects = the cluster's unresolved light (a Plummer profile, core radius
     0.1 of the frame, 40 sigma at the centre), 5000 member stars drawn from
-    the same profile and 600 field stars. Sky dominated (gain 1, read noise 5).
+    the same profile and 600 field stars (both per 1024x1024 pixels). Sky
+    dominated (gain 1, read noise 5).
     """
     shape = check_shape(size)
     rng = np.random.default_rng(seed)
@@ -278,11 +279,12 @@ def globular_cluster_scene(size=1024, *, seed=0):
     core = 0.1 * min(shape)
     xc, yc = 0.5 * nx, 0.5 * ny
     light = 40 * noise / (1 + ((x - xc) ** 2 + (y - yc) ** 2) / core ** 2) ** 2
-    radius, angle = _plummer_radii(rng, 5000, core), 2 * np.pi * rng.random(5000)
+    n_members = int(round(5000 * ny * nx / 1024 ** 2))
+    radius, angle = _plummer_radii(rng, n_members, core), 2 * np.pi * rng.random(n_members)
     members = _render_stars(shape, xc + radius * np.cos(angle), yc + radius * np.sin(angle),
-                            _star_peaks(rng, 5000, 3 * noise, 300 * noise), fwhm=3.5,
+                            _star_peaks(rng, n_members, 3 * noise, 300 * noise), fwhm=3.5,
                             floor=_STAR_FLOOR * noise)
-    field = _star_field(rng, shape, 600 / (ny * nx), noise)
+    field = _star_field(rng, shape, 600 / 1024 ** 2, noise)
     return _scene(globular_cluster_scene, rng,
                   background, light + members + field, read_noise=5.0, gain=1.0)
 
@@ -348,9 +350,9 @@ def saturated_star_scene(size=1024, *, seed=0):
 
     Background = 200-count sky with a linear gradient of 20 counts; objects =
     a star whose core saturates (data clipped at 60000 counts), its halo
-    (a Moffat wing visible to about 150 pixels), four diffraction spikes a few
-    hundred pixels long, and 400 field stars per million pixels. Sky dominated
-    (gain 1, read noise 6).
+    (a Moffat wing visible to about 15 % of the frame), four diffraction
+    spikes reaching about as far, and 400 field stars per million pixels.
+    Sky dominated (gain 1, read noise 6).
     """
     shape = check_shape(size)
     rng = np.random.default_rng(seed)
@@ -359,16 +361,18 @@ def saturated_star_scene(size=1024, *, seed=0):
     background = 200.0 + 20.0 * (0.5 * u + 0.5 * v)
     noise = math.sqrt(36 + 200)
     xc, yc = 0.55 * nx, 0.45 * ny
+    # The optics scale with the frame, so that small versions look alike.
+    scale = min(shape) / 1024
     r2 = (x - xc) ** 2 + (y - yc) ** 2
     core = 1e6 * (1 + r2 / 3.0 ** 2) ** -3
-    halo = 1700 * noise * (1 + r2 / 10.0 ** 2) ** -1.5
+    halo = 1700 * noise * (1 + r2 / (10.0 * scale) ** 2) ** -1.5
     spikes = np.zeros(shape)
     for angle in (np.pi / 4, 3 * np.pi / 4):
         c, s = math.cos(angle), math.sin(angle)
         along = c * (x - xc) + s * (y - yc)
         across = -s * (x - xc) + c * (y - yc)
         spikes += (500 * noise * np.exp(-0.5 * (across / 1.2) ** 2)
-                   * (1 + np.abs(along) / 20) ** -2)
+                   * (1 + np.abs(along) / (20 * scale)) ** -2)
     star = core + halo + spikes
     star[star < _STAR_FLOOR * noise] = 0
     stars = _star_field(rng, shape, 4e-4, noise)
