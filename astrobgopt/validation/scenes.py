@@ -142,11 +142,15 @@ def _scene(function, rng, background, object_image, *, read_noise, gain=None,
                                objects=scene.objects | saturated)
 
 
-def _unit_grid(shape):
-    """Pixel coordinates (y, x) and the same scaled to [0, 1] (v, u)."""
+def _start(size, seed):
+    """
+    What every scene starts from: its shape, its random generator and the
+    pixel coordinates (y, x) with the same scaled to [0, 1] (v, u).
+    """
+    shape = check_shape(size)
     ny, nx = shape
     y, x = np.mgrid[0:ny, 0:nx].astype(np.float64)
-    return y, x, y / max(ny - 1, 1), x / max(nx - 1, 1)
+    return shape, np.random.default_rng(seed), (y, x, y / max(ny - 1, 1), x / max(nx - 1, 1))
 
 
 def _star_peaks(rng, n_stars, faintest, brightest):
@@ -214,9 +218,7 @@ def light_pollution_scene(size=(1000, 1500), *, seed=0):
 
 def _small_frame(size, seed, *, with_gradient):
     """The small frame of `small_glow_scene` and `small_flat_scene`."""
-    shape = check_shape(size)
-    rng = np.random.default_rng(seed)
-    y, x, v, u = _unit_grid(shape)
+    shape, rng, (y, x, v, u) = _start(size, seed)
     noise, background = 10.0, np.full(shape, 100.0)
     if with_gradient:
         width = shape[1]
@@ -270,9 +272,7 @@ def globular_cluster_scene(size=1024, *, seed=0):
     the same profile and 600 field stars (both per 1024x1024 pixels). Sky
     dominated (gain 1, read noise 5).
     """
-    shape = check_shape(size)
-    rng = np.random.default_rng(seed)
-    y, x, v, u = _unit_grid(shape)
+    shape, rng, (y, x, v, u) = _start(size, seed)
     ny, nx = shape
     background = 800.0 * (1 + 0.03 * u + 0.02 * v)
     noise = math.sqrt(25 + 800)
@@ -299,9 +299,7 @@ def galaxy_scene(size=1024, *, seed=0):
     and 300 stars per million pixels. Read-noise dominated (gain 1, read
     noise 12).
     """
-    shape = check_shape(size)
-    rng = np.random.default_rng(seed)
-    y, x, v, u = _unit_grid(shape)
+    shape, rng, (y, x, v, u) = _start(size, seed)
     ny, nx = shape
     background = 40.0 + 15.0 * (0.7 * u + 0.3 * v)
     noise = math.sqrt(12 ** 2 + 40)
@@ -329,9 +327,7 @@ def edge_nebula_scene(size=(1000, 1500), *, seed=0):
     right corner, so that it runs off the top and right edges, and 500 stars
     per million pixels. Gain 1, read noise 8.
     """
-    shape = check_shape(size)
-    rng = np.random.default_rng(seed)
-    y, x, v, u = _unit_grid(shape)
+    shape, rng, (y, x, v, u) = _start(size, seed)
     ny, nx = shape
     background = 300.0 + 60.0 * (0.4 * u + 0.6 * v) + 30.0 * ((u - 0.4) ** 2 + (v - 0.5) ** 2)
     noise = math.sqrt(64 + 300)
@@ -354,9 +350,7 @@ def saturated_star_scene(size=1024, *, seed=0):
     spikes reaching about as far, and 400 field stars per million pixels.
     Sky dominated (gain 1, read noise 6).
     """
-    shape = check_shape(size)
-    rng = np.random.default_rng(seed)
-    y, x, v, u = _unit_grid(shape)
+    shape, rng, (y, x, v, u) = _start(size, seed)
     ny, nx = shape
     background = 200.0 + 20.0 * (0.5 * u + 0.5 * v)
     noise = math.sqrt(36 + 200)
@@ -389,9 +383,7 @@ def satellite_trail_scene(size=(1000, 1500), *, seed=0):
     of sigma 1.5 pixels, 8 sigma high) and 500 stars per million pixels.
     Gain 1, read noise 5.
     """
-    shape = check_shape(size)
-    rng = np.random.default_rng(seed)
-    y, x, v, u = _unit_grid(shape)
+    shape, rng, (y, x, v, u) = _start(size, seed)
     ny, nx = shape
     background = 150.0 + 30.0 * (0.3 * u + 0.7 * v)
     noise = math.sqrt(25 + 150)
@@ -412,9 +404,7 @@ def milky_way_scene(size=(1000, 1500), *, seed=0):
     most of them below the noise (peaks from 0.3 sigma), so that they add an
     unresolved glow. Sky dominated (gain 1, read noise 5).
     """
-    shape = check_shape(size)
-    rng = np.random.default_rng(seed)
-    y, x, v, u = _unit_grid(shape)
+    shape, rng, (y, x, v, u) = _start(size, seed)
     ny, nx = shape
     background = 600.0 + 40.0 * (0.6 * u + 0.4 * v)
     noise = math.sqrt(25 + 600)
@@ -440,9 +430,7 @@ def vignetting_amp_glow_scene(size=(1024, 1536), *, seed=0):
     of it instrument and sky, so background. Objects = 500 stars per million
     pixels. Read-noise dominated (gain 1, read noise 10).
     """
-    shape = check_shape(size)
-    rng = np.random.default_rng(seed)
-    y, x, v, u = _unit_grid(shape)
+    shape, rng, (y, x, v, u) = _start(size, seed)
     ny, nx = shape
     vignetting = 1 - 0.35 * ((u - 0.5) ** 2 + (v - 0.5) ** 2) / 0.5
     amp_glow = 300.0 * np.exp(-np.hypot(x - (nx - 1), y) / (0.08 * nx))
@@ -480,9 +468,7 @@ def rgb_gradient_scene(size=(800, 1200), *, seed=0):
     the sky); objects = 500 stars per million pixels with random colours.
     Sky dominated (gain 1, read noise 5). Shape ``(ny, nx, 3)``.
     """
-    shape = check_shape(size)
-    rng = np.random.default_rng(seed)
-    y, x, v, u = _unit_grid(shape)
+    shape, rng, (y, x, v, u) = _start(size, seed)
     ny, nx = shape
     bowl = ((u - 0.5) ** 2 + (v - 0.5) ** 2) / 0.5
     background = np.stack([400.0 + 150.0 * u, 300.0 + 100.0 * v,
@@ -506,9 +492,7 @@ def small_256_scene(size=256, *, seed=0):
     Background = 100-count sky with a linear gradient of 40 counts and a bowl
     of 20; objects = 3000 stars per million pixels. Gain 1, read noise 8.
     """
-    shape = check_shape(size)
-    rng = np.random.default_rng(seed)
-    y, x, v, u = _unit_grid(shape)
+    shape, rng, (y, x, v, u) = _start(size, seed)
     background = 100.0 + 40.0 * (0.8 * u + 0.2 * v) + 20.0 * ((u - 0.6) ** 2 + (v - 0.4) ** 2)
     stars = _star_field(rng, shape, 3e-3, math.sqrt(64 + 100))
     return _scene(small_256_scene, rng, background,
