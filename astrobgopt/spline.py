@@ -140,6 +140,12 @@ def _polynomial_basis(points, order, ops):
     return ops.stack(columns, axis=1)
 
 
+def _determines_tail(centers, order):
+    """Whether control points (n, d) determine the polynomial tail uniquely."""
+    basis = _polynomial_basis(np.asarray(centers, dtype=np.float64), order, _NUMPY)
+    return np.linalg.matrix_rank(basis) == basis.shape[1]
+
+
 def solve_spline(centers, values, *, order=2, regularization=0.0):
     """
     Solve for the weights of the polyharmonic spline through control points.
