@@ -55,8 +55,8 @@ import tensorflow as tf
 from astropy.stats import mad_std
 
 from ._choices import INITIALIZERS, LOSSES, SUPPORTED_ORDERS
-from .spline import (_determines_tail, apply_spline, apply_spline_grid, bending_energy,
-                     solve_spline, tail_size)
+from .spline import (_NUMPY, _determines_tail, _squared_distance, apply_spline,
+                     apply_spline_grid, bending_energy, solve_spline, tail_size)
 
 __all__ = ['FitConfig', 'SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
            'INITIALIZERS', 'compute_device', 'grid_control_points', 'initial_control_points']
@@ -356,10 +356,9 @@ class SplineModel:
     def _exact_step(self, shape):
         """Pixels between exact evaluations: a fraction of the mean control-point
         spacing and of the closest pair's distance (local detail lives there)."""
-        from scipy.spatial.distance import pdist
-
         spacing = math.sqrt(shape[0] * shape[1] / len(self.control_points))
-        closest = pdist(self.control_points).min()
+        squared = _squared_distance(self.control_points, self.control_points, _NUMPY)
+        closest = math.sqrt(np.min(squared + np.diag(np.full(len(squared), np.inf))))
         return max(1, int(min(spacing / _EXACT_STEP_PER_SPACING,
                               closest / _EXACT_STEP_PER_CLOSEST)))
 
