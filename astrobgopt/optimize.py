@@ -326,6 +326,7 @@ class SplineModel:
                                                        standardized, order=self.order)
 
     def _scaled(self, points):
+        """Pixel coordinates in the fit's units (of the longest image side)."""
         return np.asarray(points, dtype=np.float64) / self._length_scale
 
     @functools.cached_property

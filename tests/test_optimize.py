@@ -152,19 +152,21 @@ def pixel_grid(shape):
 
 
 @pytest.mark.parametrize('order', [1, 2, 3, 4])
-def test_every_order_fits_a_smooth_surface(order):
+@pytest.mark.parametrize('epochs', [0, 100])
+def test_every_order_fits_a_smooth_surface(order, epochs):
     shape = (200, 300)
     points = surface_samples(shape, step=4)[0]
     values = smooth_surface(points) + 0.01 * np.random.default_rng(0).standard_normal(len(points))
-    config = FitConfig(n_points=24, order=order, epochs=100, smoothing=0.0)
+    config = FitConfig(n_points=24, order=order, epochs=epochs, smoothing=0.0)
     model = fit_spline(points, values, np.ones(len(values)), shape, config, progress=False)
-    assert np.all(np.isfinite(model.loss_history))
+    assert np.all(np.isfinite(model.loss_history[1:]))
     error = model.evaluate_image(shape, dtype=np.float64)[..., 0] \
         - smooth_surface(pixel_grid(shape)).reshape(shape)
-    # The bump has amplitude 0.5; the noise is 0.01 per sample. The cone-like
-    # r kernel (order 1) follows a smooth surface least well.
-    assert np.sqrt(np.mean(error ** 2)) < 0.006
-    assert np.abs(error).max() < (0.05 if order == 1 else 0.02)
+    # The bump has amplitude 0.5; the noise is 0.01 per sample. The grid of
+    # 24 fixed points (epochs=0) holds the bump less well than moved points,
+    # and the cone-like r kernel (order 1) follows a smooth surface least well.
+    assert np.sqrt(np.mean(error ** 2)) < (0.012 if epochs == 0 else 0.006)
+    assert np.abs(error).max() < (0.06 if epochs == 0 or order == 1 else 0.02)
 
 
 def test_order_four_needs_a_grid_that_determines_its_quadratic_tail():
