@@ -78,7 +78,11 @@ _GRID_CHUNK_ELEMENTS = 4 * 1024 * 1024
 def _xlogy_numpy(x, y):
     """``x * log(y)`` for ``y >= 0`` that is 0 where ``x`` and ``y`` are: the kernel's
     only use (scipy.special.xlogy, general, is three times slower)."""
-    return x * np.log(np.maximum(y, np.finfo(y.dtype).tiny))
+    # In place: the grid evaluation is bound by memory traffic and page faults.
+    result = np.maximum(y, np.finfo(y.dtype).tiny)
+    np.log(result, out=result)
+    result *= x
+    return result
 
 
 # The array functions the spline needs, by library (same call signatures).
@@ -124,7 +128,7 @@ def _kernel(squared_distance, order, ops):
         # r^k log r == 0.5 * r2^(k/2) * log(r2). xlogy is 0 at r2 == 0 with
         # zero gradients there, and one pass over the array instead of three
         # (the grid evaluation is memory-bound).
-        return (0.5 * sign) * ops.xlogy(r2 if order == 2 else r2 * r2, r2)
+        return ops.xlogy((0.5 * sign) * (r2 if order == 2 else r2 * r2), r2)
     # Integer powers as products: pow is several times slower on CPU. The
     # floor keeps the gradient of sqrt finite where a point sits on a centre.
     dtype = np.dtype(getattr(r2.dtype, 'as_numpy_dtype', r2.dtype))
