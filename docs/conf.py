@@ -18,8 +18,8 @@ intersphinx_mapping.update({
     'ccdproc': ('https://ccdproc.readthedocs.io/en/stable/', None),
     'regions': ('https://astropy-regions.readthedocs.io/en/stable/', None),
 })
-# The docs are built without network access in CI; do not fail on unreachable inventories.
-nitpicky = False
+# Every cross-reference must resolve (a broken one is an error with -W).
+nitpicky = True
 html_theme_options = {
     'github_url': 'https://github.com/astrobgopt/astrobgopt',
 }
