@@ -159,7 +159,7 @@ class SplineOptBackground:
         `astrobgopt.optimize`.
     downscale_factor : int or 'auto', optional
         Block size of the downscaled image the spline is fitted to. 'auto'
-        picks it from the image size (see `auto_downscale_factor`).
+        picks it from the image size (see ``auto_downscale_factor``).
     downscale_func : {'median', 'mean'}, optional
         Block statistic.
     stretch : {None, 'mtf'}, optional

@@ -274,7 +274,7 @@ def output_paths(path, output_dir, *, options=None):
         Input image.
     output_dir : str or path-like
         Output directory.
-    options : `FrameOptions`, optional
+    options : `~astrobgopt.batch.FrameOptions`, optional
         For the figure and report paths, and for preview mode.
 
     Returns
@@ -819,7 +819,7 @@ def process_file(path, output_dir='.', **options):
     output_dir : str or path-like, optional
         Where the outputs go (created if missing).
     **options
-        Keyword options, see `FrameOptions`: ``estimator_options``,
+        Keyword options, see `~astrobgopt.batch.FrameOptions`: ``estimator_options``,
         ``mask``, ``regions``, ``points``, ``points_only``,
         ``points_sigma``, ``hdu``, ``divide``, ``pedestal``, ``compress``,
         ``overwrite``, ``plot``, ``report``, ``preview``.
@@ -963,7 +963,7 @@ def process_batch(inputs, output_dir='.', *, workers=None, scheduler=None, clien
     Parameters
     ----------
     inputs : str, path-like or iterable of them
-        Files and glob patterns (see `expand_inputs`).
+        Files and glob patterns (see `~astrobgopt.batch.expand_inputs`).
     output_dir : str or path-like, optional
         Where the outputs go (created if missing). Workers on another
         machine must see the inputs and this directory at the same paths.
@@ -978,7 +978,7 @@ def process_batch(inputs, output_dir='.', *, workers=None, scheduler=None, clien
     on_result : callable, optional
         Called with each frame's row (a dict) as soon as it is done.
     **options
-        Keyword options of each frame, see `FrameOptions` and
+        Keyword options of each frame, see `~astrobgopt.batch.FrameOptions` and
         `process_file`. Progress bars are off on workers.
 
     Returns

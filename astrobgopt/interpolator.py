@@ -226,7 +226,7 @@ def spline_background(bkg, *, shape, interpolator=None):
 
     Returns
     -------
-    result : `SplineMeshBackground`
+    result : `~astrobgopt.interpolator.SplineMeshBackground`
 
     Examples
     --------

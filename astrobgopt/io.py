@@ -117,7 +117,7 @@ def read_image(path, *, hdu=None):
 
     Returns
     -------
-    image : `ImageData`
+    image : `~astrobgopt.io.ImageData`
 
     Raises
     ------
@@ -373,7 +373,7 @@ def write_image(path, data, *, like=None, overwrite=False, provenance=None, hist
     data : `~numpy.ndarray` or `~astropy.units.Quantity`
         Pixels in the layout of the output format (FITS channels first,
         XISF/TIFF channels last). A Quantity's unit is written as BUNIT.
-    like : `ImageData`, optional
+    like : `~astrobgopt.io.ImageData`, optional
         The image this one derives from: its header (FITS; for XISF output,
         as FITS keywords) and WCS are kept, and its XISF properties are
         copied to XISF output.
@@ -396,7 +396,7 @@ def write_image(path, data, *, like=None, overwrite=False, provenance=None, hist
         GZIP_2 without quantization for floats), XISF lz4hc with byte
         shuffling, TIFF zlib.
     dtype : dtype-like, optional
-        Cast the data with `cast_like` before writing.
+        Cast the data with `~astrobgopt.io.cast_like` before writing.
 
     Returns
     -------
