@@ -186,7 +186,7 @@ def process_batch(inputs, output_dir='.', *, workers=None, scheduler=None, clien
     Parameters
     ----------
     inputs : str, path-like or iterable of them
-        Files and glob patterns (see `expand_inputs`).
+        Files and glob patterns (see `~astrobgopt.batch.expand_inputs`).
     output_dir : str or path-like, optional
         Where the outputs go (created if missing). Workers on another
         machine must see the inputs and this directory at the same paths.

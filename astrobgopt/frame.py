@@ -207,7 +207,7 @@ def output_paths(path, output_dir, *, options=None):
         Input image.
     output_dir : str or path-like
         Output directory.
-    options : `FrameOptions`, optional
+    options : `~astrobgopt.frame.FrameOptions`, optional
         For the figure and report paths, and for preview mode.
 
     Returns
@@ -477,7 +477,7 @@ def process_file(path, output_dir='.', **options):
     output_dir : str or path-like, optional
         Where the outputs go (created if missing).
     **options
-        Keyword options, see `FrameOptions`: ``estimator_options``,
+        Keyword options, see `~astrobgopt.frame.FrameOptions`: ``estimator_options``,
         ``mask``, ``regions``, ``points``, ``points_only``,
         ``points_sigma``, ``hdu``, ``divide``, ``pedestal``, ``compress``,
         ``overwrite``, ``plot``, ``report``, ``preview``.

@@ -259,7 +259,7 @@ def spline_background(bkg, *, shape=None, interpolator=None):
 
     Returns
     -------
-    result : `SplineMeshBackground`
+    result : `~astrobgopt.interpolator.SplineMeshBackground`
 
     Examples
     --------

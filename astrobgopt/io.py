@@ -153,7 +153,7 @@ def read_image(path, *, hdu=None, channel_axis=None):
 
     Returns
     -------
-    image : `ImageData`
+    image : `~astrobgopt.io.ImageData`
         With ``channel_axis`` set to the layout read, and, for a TIFF with
         an alpha channel, the alpha kept apart in ``alpha``.
 
@@ -457,11 +457,11 @@ def write_image(path, data, *, like=None, overwrite=False, provenance=None, hist
     data : `~numpy.ndarray` or `~astropy.units.Quantity`
         Pixels, written in the layout given: (ny, nx), or three axes
         with the channels first or last for FITS (as ``like.data``, see
-        `ImageData.channel_axis`) and last for XISF and TIFF. A
+        `~astrobgopt.io.ImageData.channel_axis`) and last for XISF and TIFF. A
         Quantity's unit is written as BUNIT. Boolean pixels are written
         as uint8 and float16 as float32 (no format here stores them
         portably), any byte order as native; complex pixels are refused.
-    like : `ImageData`, optional
+    like : `~astrobgopt.io.ImageData`, optional
         The image this one derives from: its header (FITS; for XISF output,
         as FITS keywords) and WCS are kept, and its XISF properties are
         copied to XISF output. Its TIFF alpha channel (``like.alpha``) is
@@ -487,7 +487,7 @@ def write_image(path, data, *, like=None, overwrite=False, provenance=None, hist
         GZIP_2 without quantization for floats), XISF lz4hc with byte
         shuffling, TIFF zlib.
     dtype : dtype-like, optional
-        Cast the data with `cast_like` before writing.
+        Cast the data with `~astrobgopt.io.cast_like` before writing.
 
     Returns
     -------

@@ -141,7 +141,7 @@ def sample_points(image, usable_fraction, points, *, sigma=DEFAULT_POINTS_SIGMA)
 def point_samples(points, source, image, usable_fraction, *, factor,
                   sigma=DEFAULT_POINTS_SIGMA):
     """
-    The samples of user points, as `SplineOptBackground.sample` takes them.
+    The samples of user points, as `~astrobgopt.SplineOptBackground.sample` takes them.
 
     Parameters
     ----------

@@ -19,7 +19,7 @@ __all__ = ['PreparedImage', 'prepare_image']
 
 class PreparedImage(NamedTuple):
     """
-    An image ready for sampling (what `SplineOptBackground.prepare` returns).
+    An image ready for sampling (what `~astrobgopt.SplineOptBackground.prepare` returns).
 
     Attributes
     ----------
@@ -96,7 +96,7 @@ def prepare_image(data, *, mask=None, coverage_mask=None, regions=None, wcs=None
     Parameters
     ----------
     data, mask, coverage_mask, regions, wcs, channel_axis
-        As for `SplineOptBackground.__call__`.
+        As for `~astrobgopt.SplineOptBackground.__call__`.
     stretch : {None, 'mtf'}, optional
         Stretch of the fit.
     delinearization_quantile : float, optional

@@ -23,7 +23,7 @@ class SplineOptBackgroundResult:
 
     Full-resolution products are computed on first access and cached.
 
-    Made by `SplineOptBackground` (its `~SplineOptBackground.result`
+    Made by `~astrobgopt.SplineOptBackground` (its `~astrobgopt.SplineOptBackground.result`
     stage), not by hand.
 
     Attributes

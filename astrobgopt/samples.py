@@ -55,7 +55,7 @@ class ExtraSamples(NamedTuple):
 @dataclasses.dataclass
 class FitSamples:
     """
-    The samples of one fit (what `SplineOptBackground.sample` returns).
+    The samples of one fit (what `~astrobgopt.SplineOptBackground.sample` returns).
 
     Attributes
     ----------

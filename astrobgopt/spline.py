@@ -412,7 +412,7 @@ def interpolate_spline(train_points, train_values, query_points, *, order=2,
     >>> from astrobgopt.spline import interpolate_spline
     >>> points = np.array([[0., 0.], [1., 0.], [0., 1.], [1., 1.], [0.5, 0.5]])
     >>> values = np.array([0., 1., 1., 2., 1.5])
-    >>> interpolate_spline(points, values, points).round(6)
+    >>> interpolate_spline(points, values, points).round(6) + 0.0  # + 0.0 turns -0.0 into 0.0
     array([0. , 1. , 1. , 2. , 1.5])
     """
     _check_order(order)

@@ -26,6 +26,7 @@ def starfield():
     return make_light_pollution_sky(SHAPE, seed=2, nebula_amplitude=0.0)
 
 
+@pytest.mark.slow  # starts Dask worker processes, each importing TensorFlow
 def test_batch_on_local_cluster_reports_broken_file(tmp_path, starfield):
     """Three frames on a two-worker LocalCluster; the broken one fails alone."""
     for index in range(2):
@@ -58,6 +59,7 @@ def test_batch_on_local_cluster_reports_broken_file(tmp_path, starfield):
         process_batch(str(tmp_path / 'light_*.fits'), tmp_path / 'out', workers=2)
 
 
+@pytest.mark.slow  # starts Dask worker processes, each importing TensorFlow
 def test_cli_batch_on_a_running_scheduler(tmp_path, starfield):
     """``--scheduler``: the command submits to a cluster it did not start."""
     for index in range(2):

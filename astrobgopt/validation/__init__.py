@@ -3,7 +3,7 @@ Validation kit: prove that a background model is right.
 
 Simulated skies with a known background (the STScI notebook *Complex 2D
 Background*: a gradient with sinc-function blemishes, noise and Gaussian
-sources), a suite of scenes real users bring (`SCENES`) and the metrics that
+sources), a suite of scenes real users bring (``SCENES``) and the metrics that
 score an estimate against them, the notebook's source masks, a bias test, residual RMS versus scale,
 side-by-side comparison of estimators and a report
 (``astrobgopt validate``).

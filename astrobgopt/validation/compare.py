@@ -2,7 +2,7 @@
 Run several background estimators on one simulated scene and score them.
 
 An estimator is any callable ``estimator(data, mask=mask)`` returning an
-object with a ``background`` attribute (photutils' `Background2D`,
+object with a ``background`` attribute (photutils' `~photutils.background.Background2D`,
 `astrobgopt.SplineOptBackground`'s result) or a plain 2-D array.
 """
 
@@ -55,7 +55,7 @@ class Background2DEstimator:
     """
     A `photutils.background.Background2D` configuration as an estimator.
 
-    Uses the notebook's statistics: 3-sigma clipping and `MedianBackground`.
+    Uses the notebook's statistics: 3-sigma clipping and `~photutils.background.MedianBackground`.
 
     Parameters
     ----------
@@ -72,7 +72,7 @@ class Background2DEstimator:
 
     Notes
     -----
-    Calling it as ``estimator(data, mask=mask)`` returns the `Background2D`.
+    Calling it as ``estimator(data, mask=mask)`` returns the `~photutils.background.Background2D`.
     """
 
     def __init__(self, box_size, *, filter_size=3, exclude_percentile=90.0, interpolator=None):
@@ -114,7 +114,7 @@ class Background2DEstimator:
 
 def notebook_estimators():
     """
-    The `Background2D` configurations of the STScI notebook.
+    The `~photutils.background.Background2D` configurations of the STScI notebook.
 
     Returns
     -------
@@ -244,7 +244,7 @@ def compare_backgrounds(scene, truth, estimators, *, mask=None, widths=DEFAULT_W
     Notes
     -----
     ``time_s`` is the wall time of the call and of reading ``background``
-    (`Background2D` computes it lazily), including any one-off cost such as
+    (`~photutils.background.Background2D` computes it lazily), including any one-off cost such as
     TensorFlow tracing its graphs on a first fit.
     """
     scene = as_image(scene, 'scene')

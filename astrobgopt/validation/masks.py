@@ -239,7 +239,7 @@ def notebook_source_mask(scene, *, n_workers=None):
     The STScI notebook's final source mask, from the scene alone.
 
     A `ring_median_mask` first cut; with it, a first background (the
-    notebook's ``bkg4``: `Background2D` with 10-pixel boxes, a 5-box filter
+    notebook's ``bkg4``: `~photutils.background.Background2D` with 10-pixel boxes, a 5-box filter
     and inverse-distance weighting, see `notebook_estimators`); then the
     `iterative_source_mask` of ``scene`` minus that background, with the
     notebook's settings (1.5 sigma; FWHM 1, 3, 5 grown by 4, 2, 1 pixels).

@@ -3,7 +3,7 @@ A suite of simulated scenes with a known background, for the scenes real users b
 
 Each scene is a deterministic function of its size and seed returning a
 `Scene`: the data, the true background, the true noise of the sky, the light
-of the objects and the pixels they cover. The registry `SCENES` (and
+of the objects and the pixels they cover. The registry ``SCENES`` (and
 `make_scene`) names them all. What is *background* and what is an *object*
 is decided per scene and written in its docstring; the rule is that light
 which is part of the sky or of the instrument (light pollution, airglow, a
@@ -58,7 +58,7 @@ class Scene:
     Attributes
     ----------
     name : str
-        Registry name (see `SCENES`).
+        Registry name (see ``SCENES``).
     description : str
         One line: what the scene is and what counts as background.
     data : `~numpy.ndarray`
@@ -74,7 +74,7 @@ class Scene:
         None for real data.
     objects : `~numpy.ndarray` or None
         Boolean ``(ny, nx)``: pixels where an object's light exceeds
-        `OBJECT_LEVEL` times the sky noise (in any channel), saturated
+        ``OBJECT_LEVEL`` times the sky noise (in any channel), saturated
         pixels included; None for real data.
     channel_axis : int or None
         -1 for colour scenes, else None.
@@ -112,7 +112,7 @@ def _observe(rng, background, object_image, *, read_noise, gain=None):
 
 
 def _objects_mask(object_image, noise):
-    """Pixels where the objects exceed `OBJECT_LEVEL` sigmas, in any channel."""
+    """Pixels where the objects exceed ``OBJECT_LEVEL`` sigmas, in any channel."""
     covered = object_image > OBJECT_LEVEL * noise
     return covered.any(axis=-1) if covered.ndim == 3 else covered
 
@@ -524,7 +524,7 @@ def make_scene(name, *, size=None, seed=0):
     Parameters
     ----------
     name : str
-        A key of `SCENES`.
+        A key of ``SCENES``.
     size : int or tuple of int, optional
         Image shape ``(ny, nx)`` (an int makes a square); None uses the
         scene's own size, the one users meet it at.

@@ -94,7 +94,7 @@ def make_source_image(shape, sources):
     shape : int or tuple of int
         Output shape ``(ny, nx)``.
     sources : `~astropy.table.Table`
-        Must have the columns in `SOURCE_COLUMNS` (as made by
+        Must have the columns in ``SOURCE_COLUMNS`` (as made by
         `make_source_table`); other columns are ignored.
 
     Returns
