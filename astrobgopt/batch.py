@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .frame import (_OUTPUT_STEM_SUFFIXES, FrameOptions, _check_outputs, _process, _split_name,
-                    check_input, output_paths)
+                    check_input, check_output_dir, output_paths)
 
 __all__ = ['process_batch', 'expand_inputs', 'error_message']
 
@@ -191,8 +191,9 @@ def process_batch(inputs, output_dir='.', *, workers=None, scheduler=None, clien
         Where the outputs go (created if missing). Workers on another
         machine must see the inputs and this directory at the same paths.
     workers : int, optional
-        Local worker processes (default: one per core, at most one per
-        frame).
+        Local worker processes, a positive integer (default: one per core,
+        at most one per frame). Unlike joblib, -1 does not mean all cores:
+        values below 1 are refused.
     scheduler : str, optional
         Address of a running Dask scheduler (``tcp://host:8786``); its
         workers need astrobgopt installed.
@@ -215,10 +216,11 @@ def process_batch(inputs, output_dir='.', *, workers=None, scheduler=None, clien
 
     Raises
     ------
-    FileNotFoundError, FileExistsError, ValueError
+    FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, TypeError
         Before any frame is processed: a missing or unsupported input, a
-        pattern that matches nothing, or outputs that exist, collide or
-        would replace an input.
+        pattern that matches nothing, outputs that exist, collide or would
+        replace an input, an ``output_dir`` that is a file, or ``workers``
+        below 1.
 
     Examples
     --------
@@ -229,8 +231,15 @@ def process_batch(inputs, output_dir='.', *, workers=None, scheduler=None, clien
     """
     from astropy.table import Table
 
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)):
+            raise TypeError(f'workers must be a positive integer or None; got {workers!r}')
+        if workers < 1:
+            raise ValueError(f'workers must be a positive integer (None: one per core); '
+                             f'got {workers}')
     frame_options = FrameOptions(**options)
     output_dir = Path(output_dir)
+    check_output_dir(output_dir)
     jobs = expand_inputs(inputs)
     if not jobs:
         raise ValueError('no input files')

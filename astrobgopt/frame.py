@@ -34,15 +34,16 @@ from pathlib import Path
 import numpy as np
 from astropy.stats import mad_std
 
-from ._choices import DEFAULT_PEDESTAL, DEFAULT_POINTS_SIGMA, PEDESTALS
+from ._choices import (DEFAULT_PEDESTAL, DEFAULT_POINTS_SIGMA, MIN_CONTROL_POINTS,
+                       PEDESTALS)
 from .downsample import block_reduce_masked
 from .figures import display_stretch, figure_origin, plot_preview, plot_result
 from .io import channels_last, file_layout, image_format, read_image, write_image
 from .masks import _read_mask
 from .points import point_samples, read_points
 
-__all__ = ['process_file', 'check_input', 'output_paths', 'FrameOptions', 'PEDESTALS',
-           'SUBTRACTED_SUFFIX', 'MODEL_SUFFIX']
+__all__ = ['process_file', 'check_input', 'check_output_dir', 'output_paths', 'FrameOptions',
+           'PEDESTALS', 'SUBTRACTED_SUFFIX', 'MODEL_SUFFIX']
 
 #: Name suffix of the background-corrected image (as the seed tool).
 SUBTRACTED_SUFFIX = '_bgSubtracted'
@@ -81,12 +82,16 @@ class FrameOptions:
         Gaussian sigma, in pixels, of the sampling around each point.
     hdu : int or str, optional
         FITS HDU to read (default: the first with an image).
+    channel_axis : {0, -1}, optional
+        FITS only: the axis of a 3-D image that holds the channels (0
+        channels first, -1 channels last); default: told from the shape
+        (see `~astrobgopt.io.read_image`). Outputs keep the layout read.
     divide : bool, optional
         Divide by the model (multiplicative background) instead of
         subtracting it.
     pedestal : {'median', 'minimum'} or float, optional
-        Level added back after subtraction (see the module notes); not used
-        with ``divide``.
+        Level added back after subtraction (see the module notes), a finite
+        number if a number; not used with ``divide``.
     compress : bool, optional
         Compress outputs losslessly (XISF lz4hc + byte shuffle, FITS tile
         compression, TIFF zlib). ``.fz`` inputs always give compressed FITS.
@@ -112,6 +117,7 @@ class FrameOptions:
     points_only: bool = False
     points_sigma: float = DEFAULT_POINTS_SIGMA
     hdu: int | str | None = None
+    channel_axis: int | None = None
     divide: bool = False
     pedestal: str | float = DEFAULT_PEDESTAL
     compress: bool = False
@@ -133,6 +139,9 @@ class FrameOptions:
                 object.__setattr__(self, name, path)
                 if not os.path.isfile(path):
                     raise FileNotFoundError(f'{name} file {path!r} does not exist')
+        if self.channel_axis not in (None, 0, -1):
+            raise ValueError(f'channel_axis must be 0 (channels first), -1 (channels last) or '
+                             f'None (told from the shape); got {self.channel_axis!r}')
         if self.points_only and self.points is None:
             raise ValueError('points_only needs a points file (points=...)')
         if not (math.isfinite(self.points_sigma) and self.points_sigma > 0):
@@ -145,6 +154,9 @@ class FrameOptions:
         elif isinstance(self.pedestal, bool) or not isinstance(self.pedestal, (int, float)):
             raise TypeError(f'pedestal must be one of {PEDESTALS} or a number; '
                             f'got {self.pedestal!r}')
+        elif not math.isfinite(self.pedestal):
+            raise ValueError(f'pedestal must be a finite number (or one of {PEDESTALS}); '
+                             f'got {self.pedestal!r}')
 
     def estimator(self):
         """The configured `~astrobgopt.SplineOptBackground`."""
@@ -185,6 +197,20 @@ def check_input(path):
     if not path.is_file():
         raise FileNotFoundError(f'input file {str(path)!r} does not exist'
                                 if not path.exists() else f'{str(path)!r} is not a file')
+
+
+def check_output_dir(output_dir):
+    """
+    Fail early on an output directory that names an existing non-directory.
+
+    Raises
+    ------
+    NotADirectoryError
+        If ``output_dir`` exists and is not a directory.
+    """
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise NotADirectoryError(f'the output directory {os.fspath(output_dir)!r} is an existing '
+                                 'file: name a directory (new or existing) for the outputs')
 
 
 def _expand_template(template, stem, default_suffix):
@@ -258,9 +284,16 @@ def _check_outputs(plan, overwrite):
                                       '(overwrite=True) to replace it')
 
 
-def _estimator_inputs(image, options, wcs):
-    """Keyword arguments of the estimator for a float (H, W, k) frame: its masks and WCS."""
+def _estimator_inputs(image, options, wcs, alpha=None):
+    """
+    Keyword arguments of the estimator for a float (H, W, k) frame: its
+    masks and WCS. Transparent pixels (``alpha`` 0, a TIFF's alpha channel)
+    are masked: they hold no image.
+    """
     mask = None if options.mask is None else _read_mask(options.mask, image.shape[:2])
+    if alpha is not None:
+        transparent = np.any(alpha.reshape(*image.shape[:2], -1) == 0, axis=-1)
+        mask = transparent if mask is None else np.maximum(mask, transparent)
     return {'mask': mask, 'regions': options.regions, 'wcs': wcs, 'channel_axis': -1}
 
 
@@ -275,11 +308,11 @@ def _estimator_for(options, n_samples=None):
 
     if options.points_only and 'n_points' not in options.estimator_options:
         return SplineOptBackground(**options.estimator_options,
-                                   n_points=int(np.clip(n_samples // 2, 4, 32)))
+                                   n_points=int(np.clip(n_samples // 2, MIN_CONTROL_POINTS, 32)))
     return options.estimator()
 
 
-def _fit(image, options, wcs):
+def _fit(image, options, wcs, alpha=None):
     """
     The background fit of a float (H, W, k) image under the frame options,
     through the estimator's stages (user sample points join as extra
@@ -287,7 +320,7 @@ def _fit(image, options, wcs):
     """
     user = None if options.points is None else read_points(options.points)
     estimator = _estimator_for(options, None if user is None else len(user[0]))
-    prepared = estimator.prepare(image, **_estimator_inputs(image, options, wcs))
+    prepared = estimator.prepare(image, **_estimator_inputs(image, options, wcs, alpha))
     extra_samples = None
     if user is not None:
         extra_samples = point_samples(*user, prepared.image, prepared.usable_fraction,
@@ -353,9 +386,10 @@ def _process(path, output_dir, options):
     """Process one frame: the body of `process_file`."""
     start = time.perf_counter()
     check_input(path)
+    check_output_dir(output_dir)
     targets = output_paths(path, output_dir, options=options)
     _check_outputs({path: targets}, options.overwrite)
-    image = read_image(path, hdu=options.hdu)
+    image = read_image(path, hdu=options.hdu, channel_axis=options.channel_axis)
     data = channels_last(image)
     if data.dtype.kind not in 'iuf':
         raise ValueError(f'{str(path)!r} holds {data.dtype} pixels; expected integers or floats')
@@ -382,7 +416,7 @@ def _process(path, output_dir, options):
 def _remove_background(work, image, targets, options, timings):
     """Fit, correct and write one frame; the report entries of the fit."""
     start = time.perf_counter()
-    result = _fit(work, options, image.wcs)
+    result = _fit(work, options, image.wcs, image.alpha)
     model = result.background
     corrected, level = _correct(work, model, result, options)
     timings['fit'] = time.perf_counter() - start
@@ -429,7 +463,8 @@ def _preview(work, image, plot_path, options):
 
     user_points = None if options.points is None else read_points(options.points)[0]
     estimator = _estimator_for(options, None if user_points is None else len(user_points))
-    prepared = estimator.prepare(work, **_estimator_inputs(work, options, image.wcs))
+    prepared = estimator.prepare(work, **_estimator_inputs(work, options, image.wcs,
+                                                           image.alpha))
     control = initial_control_points(work.shape[:2], estimator.config)
     display = prepared.stretch
     if display is None:
@@ -479,7 +514,7 @@ def process_file(path, output_dir='.', **options):
     **options
         Keyword options, see `FrameOptions`: ``estimator_options``,
         ``mask``, ``regions``, ``points``, ``points_only``,
-        ``points_sigma``, ``hdu``, ``divide``, ``pedestal``, ``compress``,
+        ``points_sigma``, ``hdu``, ``channel_axis``, ``divide``, ``pedestal``, ``compress``,
         ``overwrite``, ``plot``, ``report``, ``preview``.
 
     Returns

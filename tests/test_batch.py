@@ -235,6 +235,26 @@ def test_frame_options_validation(tmp_path):
         FrameOptions(estimator_options={'n_points': 2})
 
 
+@pytest.mark.parametrize('workers, error', [
+    (0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_workers_below_one_are_refused_at_once(tmp_path, workers, error):
+    # Finding B4: workers=-1 hung at 0 % CPU.
+    fits.writeto(tmp_path / 'a.fits', np.ones((20, 30), np.float32))
+    fits.writeto(tmp_path / 'b.fits', np.ones((20, 30), np.float32))
+    with pytest.raises(error, match='workers must be a positive integer'):
+        process_batch([tmp_path / 'a.fits', tmp_path / 'b.fits'], tmp_path, workers=workers)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['a.fits', 'b.fits']
+
+
+def test_output_dir_naming_a_file_is_refused(tmp_path):
+    fits.writeto(tmp_path / 'a.fits', np.ones((20, 30), np.float32))
+    (tmp_path / 'out').write_text('')
+    with pytest.raises(NotADirectoryError, match="'.*out' is an existing file: name a dir"):
+        process_batch(tmp_path / 'a.fits', tmp_path / 'out')
+    with pytest.raises(NotADirectoryError, match='is an existing file'):
+        process_file(tmp_path / 'a.fits', tmp_path / 'out')
+
+
 def test_regions_are_masked_in_preview(tmp_path, starfield):
     fits.writeto(tmp_path / 'frame.fits', starfield.image)
     # ds9 pixel coordinates are 1-based: a circle of radius 40 around (150, 100).
