@@ -440,6 +440,12 @@ def _run_batch(inputs, args, options):
             print(counter + _describe(row['file'], row['outputs'].values(),
                                       row['residual_rms'], row['seconds']))
 
+    # After Ctrl-C, Dask's worker processes can leave a semaphore that the
+    # multiprocessing resource tracker (started later, with these options)
+    # removes with a warning of several lines: the removal is all it takes.
+    tracker_option = 'ignore::UserWarning:multiprocessing.resource_tracker'
+    if tracker_option not in sys.warnoptions:
+        sys.warnoptions.append(tracker_option)
     summary = process_batch(inputs, args.output_dir, workers=args.workers,
                             scheduler=args.scheduler, on_result=announce, **options)
     failed = int(np.count_nonzero(summary['status'] != 'ok'))

@@ -33,16 +33,20 @@ from pathlib import Path
 
 import numpy as np
 from astropy.stats import mad_std
+from scipy.special import ndtri
 
 from ._choices import (DEFAULT_PEDESTAL, DEFAULT_POINTS_SIGMA, MIN_CONTROL_POINTS,
                        PEDESTALS)
 from .downsample import block_reduce_masked
 from .figures import display_stretch, figure_origin, plot_preview, plot_result
-from .io import channels_last, file_layout, image_format, read_image, write_image
+from .io import (_remove_stranded_temporaries, channels_last, file_layout, image_format,
+                 read_image, write_image)
 from .masks import _read_mask
 from .points import point_samples, read_points
+from .prepare import working_dtype
 
-__all__ = ['process_file', 'check_input', 'check_output_dir', 'output_paths', 'FrameOptions',
+__all__ = ['process_file', 'check_input', 'check_output_dir', 'output_paths',
+           'remove_incomplete_outputs', 'FrameOptions',
            'PEDESTALS', 'SUBTRACTED_SUFFIX', 'MODEL_SUFFIX']
 
 #: Name suffix of the background-corrected image (as the seed tool).
@@ -53,6 +57,8 @@ _PLOT_SUFFIX = '_bgPlot.png'
 _REPORT_SUFFIX = '_bgReport.json'
 _PREVIEW_SUFFIX = '_bgPreview.png'
 _OUTPUT_STEM_SUFFIXES = (SUBTRACTED_SUFFIX, MODEL_SUFFIX)
+# Standard deviation of a Gaussian per unit of median absolute deviation.
+_MAD_TO_SIGMA = 1 / ndtri(0.75)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,15 +265,53 @@ def output_paths(path, output_dir, *, options=None):
     return paths
 
 
+def _incomplete_marker(targets):
+    """
+    The hidden file that stands beside a frame's first output while its
+    outputs are written: left behind, it marks them as an incomplete set.
+    """
+    first = next(iter(targets.values()))
+    return first.with_name(f'.{first.name}.astrobgopt-incomplete')
+
+
+def remove_incomplete_outputs(targets):
+    """
+    Delete the outputs of a frame whose writing was cut short.
+
+    Does nothing for a complete set (no marker). Temporaries of writers
+    that no longer run go too.
+
+    Parameters
+    ----------
+    targets : dict of str to `~pathlib.Path`
+        The frame's `output_paths`.
+
+    Returns
+    -------
+    removed : bool
+        Whether the set was incomplete.
+    """
+    marker = _incomplete_marker(targets)
+    if not marker.exists():
+        return False
+    for target in targets.values():
+        target.unlink(missing_ok=True)
+        _remove_stranded_temporaries(target)
+    marker.unlink(missing_ok=True)
+    return True
+
+
 def _check_outputs(plan, overwrite):
     """
-    Refuse outputs that would replace an input, collide, or exist already.
+    Refuse outputs that would replace an input, collide, or exist already
+    (those of an incomplete set, see `_incomplete_marker`, may be replaced).
 
     ``plan`` maps each input path to its `output_paths`.
     """
     inputs = {path.resolve(): path for path in plan}
     claimed = {}
     for source, targets in plan.items():
+        replaceable = overwrite or _incomplete_marker(targets).exists()
         for target in targets.values():
             resolved = target.resolve()
             if resolved in inputs:
@@ -279,7 +323,7 @@ def _check_outputs(plan, overwrite):
                                  f'write {str(target)!r}; process them into different output '
                                  'directories (or use {name} in --plot/--report)')
             claimed[resolved] = source
-            if target.exists() and not overwrite:
+            if target.exists() and not replaceable:
                 raise FileExistsError(f'{str(target)!r} already exists; use --overwrite '
                                       '(overwrite=True) to replace it')
 
@@ -352,24 +396,41 @@ def _correct(data, model, result, options):
     else:
         level = np.full(data.shape[-1], float(options.pedestal))
     level = np.asarray(level, dtype=data.dtype)
-    return data - model + level, level
+    corrected = data - model
+    corrected += level  # in place: one image-sized temporary fewer
+    return corrected, level
 
 
-def _residual_statistics(corrected, result):
-    """Level, noise and large-scale flatness of the corrected image, per channel."""
+def _residual_statistics(corrected, factor):
+    """
+    Level, noise and large-scale flatness (over blocks of ``factor``
+    pixels) of the corrected image, per channel.
+
+    ``corrected`` is spent: the median and MAD of its finite pixels are
+    taken in place, in the array itself when every pixel is finite (the
+    rule), so that a large frame costs no more memory here.
+    """
     finite = np.all(np.isfinite(corrected), axis=-1)
-    values = corrected[finite]
-    median = np.median(values, axis=0)
-    noise = mad_std(values, axis=0)
-    blocks = block_reduce_masked(np.where(finite[..., None], corrected, 0),
-                                 finite.astype(np.float32), result.downscale_factor).values
+    # Where every pixel is finite, a weight of 1 costs no memory.
+    weights = (np.broadcast_to(np.float32(1), finite.shape) if finite.all()
+               else finite.astype(np.float32))
+    blocks = block_reduce_masked(corrected if finite.all()
+                                 else np.where(finite[..., None], corrected, 0),
+                                 weights, factor).values
     blocks = blocks.reshape(-1, blocks.shape[-1])
     blocks = blocks[np.all(np.isfinite(blocks), axis=1)]
     # Robust scatter of the block medians: what is left of the gradient,
     # little affected by the minority of blocks that hold a nebula.
     large_scale = mad_std(blocks, axis=0)
-    return {'median': median, 'noise': noise, 'large_scale_rms': large_scale,
-            'background_rms': np.atleast_1d(result.background_rms_median)}
+    median, noise = [], []
+    for channel in range(corrected.shape[-1]):
+        values = (np.ravel(corrected[..., channel]) if finite.all()
+                  else corrected[..., channel][finite])
+        median.append(np.median(values, overwrite_input=True))
+        np.abs(np.subtract(values, median[-1], out=values), out=values)
+        noise.append(_MAD_TO_SIGMA * np.median(values, overwrite_input=True))
+    return {'median': np.array(median), 'noise': np.array(noise),
+            'large_scale_rms': large_scale}
 
 
 def _clipped_count(values, dtype):
@@ -389,11 +450,26 @@ def _process(path, output_dir, options):
     check_output_dir(output_dir)
     targets = output_paths(path, output_dir, options=options)
     _check_outputs({path: targets}, options.overwrite)
+    # Outputs of a run cut short (their marker is still there) are replaced.
+    overwrite = options.overwrite or _incomplete_marker(targets).exists()
+    try:
+        report = _process_frame(path, targets, options, overwrite, start)
+    except BaseException:
+        # Once writing began the outputs are a mixed set: none is better.
+        remove_incomplete_outputs(targets)
+        raise
+    _incomplete_marker(targets).unlink(missing_ok=True)
+    return report
+
+
+def _process_frame(path, targets, options, overwrite, start):
+    """Read, fit and write one frame; its report."""
     image = read_image(path, hdu=options.hdu, channel_axis=options.channel_axis)
     data = channels_last(image)
     if data.dtype.kind not in 'iuf':
         raise ValueError(f'{str(path)!r} holds {data.dtype} pixels; expected integers or floats')
-    work = data.astype(np.promote_types(data.dtype, np.float32), copy=False)
+    # The estimator's working type: no copy of a float image.
+    work = data.astype(working_dtype(data.dtype), copy=False)
     timings = {'read': time.perf_counter() - start}
     for target in targets.values():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -404,7 +480,7 @@ def _process(path, output_dir, options):
     if options.preview:
         report.update(_preview(work, image, targets['plot'], options))
     else:
-        report.update(_remove_background(work, image, targets, options, timings))
+        report.update(_remove_background(work, image, targets, options, timings, overwrite))
     timings['total'] = time.perf_counter() - start
     report['timings'] = timings
     if 'report' in targets:
@@ -413,10 +489,16 @@ def _process(path, output_dir, options):
     return _jsonable(report)
 
 
-def _remove_background(work, image, targets, options, timings):
-    """Fit, correct and write one frame; the report entries of the fit."""
+def _remove_background(work, image, targets, options, timings, overwrite):
+    """
+    Fit, correct and write one frame (replacing existing outputs if
+    ``overwrite``); the report entries of the fit.
+    """
     start = time.perf_counter()
     result = _fit(work, options, image.wcs, image.alpha)
+    # The residual RMS first, while the frame holds the fewest images: its
+    # block statistics cost several images of temporary memory.
+    background_rms = np.atleast_1d(result.background_rms_median)
     model = result.background
     corrected, level = _correct(work, model, result, options)
     timings['fit'] = time.perf_counter() - start
@@ -434,10 +516,12 @@ def _remove_background(work, image, targets, options, timings):
                  if options.divide else f'background subtracted, pedestal {options.pedestal}')
     dtype = image.data.dtype
     compress = options.compress or image.path.name.lower().endswith('.fz')
+    # Until the run ends, the marker tells a rerun these outputs are incomplete.
+    _incomplete_marker(targets).touch()
     for key, pixels, history in (('subtracted', corrected, f'astrobgopt: {operation}'),
                                  ('model', model, 'astrobgopt: background model')):
         write_image(targets[key], file_layout(pixels, image),
-                    like=image, overwrite=options.overwrite, provenance=provenance,
+                    like=image, overwrite=overwrite, provenance=provenance,
                     history=history, compress=compress, dtype=dtype)
     clipped = _clipped_count(corrected, dtype)
     if clipped:
@@ -454,7 +538,8 @@ def _remove_background(work, image, targets, options, timings):
             'fit': meta, 'loss_history': {'train': history[:, 0], 'held_out': history[:, 1]},
             'control_points': {'x': np.asarray(control['x']), 'y': np.asarray(control['y']),
                                'value': np.asarray(control['value'])},
-            'residual': _residual_statistics(corrected, result)}
+            'residual': {**_residual_statistics(corrected, result.downscale_factor),
+                         'background_rms': background_rms}}
 
 
 def _preview(work, image, plot_path, options):
@@ -530,6 +615,15 @@ def process_file(path, output_dir='.', **options):
     FileNotFoundError, FileExistsError, ValueError
         Missing or unsupported input, an output that exists (without
         ``overwrite``) or would replace the input, or a failed fit.
+
+    Notes
+    -----
+    While the outputs are written a hidden marker
+    (``.<name>_bgSubtracted.<ext>.astrobgopt-incomplete``) stands beside
+    them. A run that fails or is interrupted while writing removes the
+    outputs it had written; one killed outright leaves the marker, and the
+    next run replaces that incomplete set without ``overwrite`` (see
+    `remove_incomplete_outputs`).
 
     Examples
     --------
