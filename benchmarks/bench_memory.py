@@ -44,7 +44,7 @@ def main():
         cli = peak_rss_mb([sys.executable, '-m', 'astrobgopt.cli', frame.name, '-o', 'out',
                            '--quiet'], directory)
     ratio = (cli - tensorflow) / input_mb
-    print(f'frame {shape[0]} x {shape[1]} float32: {input_mb:.0f} MB')
+    print(f'frame {shape[0]} x {shape[1]} float32: {input_mb:.3g} MB')
     print(f'TensorFlow import peak: {tensorflow:.0f} MB')
     print(f'CLI peak: {cli:.0f} MB ({cli / input_mb:.1f} x the input)')
     print(f'(CLI peak - TF import) / input: {ratio:.2f} (target <= 6)')
