@@ -15,6 +15,8 @@ INITIALIZERS = ('grid', 'random')
 DOWNSCALE_FUNCTIONS = ('median', 'mean')
 #: Stretches the fit can run in: None (the linear data) or 'mtf'.
 STRETCHES = (None, 'mtf')
+#: Fewest control points a fit accepts (a fit also needs 3 more usable samples).
+MIN_CONTROL_POINTS = 4
 #: Named pedestal levels added back after subtraction (or a number).
 PEDESTALS = ('median', 'minimum')
 

@@ -5,8 +5,10 @@ gradient-descent spline fit, and its stages (prepare, sample, fit, result).
 
 import math
 import time
+from numbers import Real
 
 import numpy as np
+from astropy.units import Quantity
 
 from . import _choices
 from ._docs import insert_fit_parameter_docs
@@ -25,6 +27,17 @@ __all__ = ['SplineOptBackground', 'SplineOptBackgroundResult']
 _AUTO_BLOCKS = 12000
 _FIT_PARAMETERS = ('n_points', 'order', 'initializer', 'loss', 'alpha', 'smoothing', 'epochs',
                    'learning_rate', 'batch_size', 'patience', 'validation_fraction', 'seed')
+
+
+def _check_threshold(name, level):
+    """A threshold is None, a real number or a scalar Quantity, not NaN."""
+    if level is None:
+        return
+    value = level.value if isinstance(level, Quantity) else level
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        raise TypeError(f'{name} must be a number or a scalar Quantity; got {level!r}')
+    if math.isnan(value):
+        raise ValueError(f'{name} must be a number, not NaN; leave it None for no threshold')
 
 
 @insert_fit_parameter_docs(*_FIT_PARAMETERS)
@@ -124,6 +137,8 @@ class SplineOptBackground:
                              f'got {downscale_func!r}')
         if stretch not in _choices.STRETCHES:
             raise ValueError(f'stretch must be one of {_choices.STRETCHES}; got {stretch!r}')
+        for name, level in (('threshold_min', threshold_min), ('threshold_max', threshold_max)):
+            _check_threshold(name, level)
         self.downscale_factor = downscale_factor
         self.downscale_func = downscale_func
         self.stretch = stretch
@@ -243,9 +258,14 @@ class SplineOptBackground:
         image, stretch = prepared.image, prepared.stretch
         shape = image.shape[:2]
         factor = self.downscale_factor_for(shape)
+        if min(shape) < 2:
+            raise ValueError(f'image of shape {shape} is too small to fit a background: it '
+                             'needs at least 2 pixels on each side')
         if shape[0] < 2 * factor or shape[1] < 2 * factor:
+            largest = min(shape) // 2
             raise ValueError(f'image of shape {shape} is too small for downscale factor '
-                             f'{factor}: it needs at least 2 x 2 blocks; use a smaller factor')
+                             f'{factor}: it needs at least 2 x 2 blocks; use a factor of at '
+                             f'most {largest}')
         if not include_blocks and extra_samples is None:
             raise ValueError('include_blocks=False leaves nothing to fit: give extra_samples')
         blocks = block_reduce_masked(image, prepared.usable_fraction, factor,
@@ -281,9 +301,27 @@ class SplineOptBackground:
         -------
         model : `~astrobgopt.optimize.SplineModel`
             In the fit's (stretched) units.
+
+        Raises
+        ------
+        ValueError
+            If there are fewer than ``n_points + 3`` usable samples
+            (checked before any heavy work).
         """
         from .optimize import fit_spline
 
+        # Before any heavy work: the design of too many control points
+        # takes minutes and gigabytes before the fit could refuse it.
+        n_usable = np.count_nonzero(samples.arrays()[2] > 0)
+        if n_usable < self.config.n_points + 3:
+            advice = ['use a smaller downscale factor' if samples.include_blocks
+                      else 'give more sample points', 'mask less']
+            if self.config.n_points > _choices.MIN_CONTROL_POINTS:
+                advice.insert(0, 'use fewer control points')
+            raise ValueError(f'only {n_usable} usable samples for n_points='
+                             f'{self.config.n_points} control points, which need at least '
+                             f'{self.config.n_points + 3}: {", ".join(advice[:-1])} or '
+                             f'{advice[-1]}')
         start = time.perf_counter()
         block_fraction = initial_values = None
         if self.mask_extended and samples.include_blocks:

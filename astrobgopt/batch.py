@@ -7,10 +7,13 @@ task per frame, and returns a summary table in which a failed frame is a row,
 not an exception.
 """
 
+import contextlib
 import dataclasses
 import glob
 import math
 import os
+import signal
+import threading
 import time
 import traceback
 import warnings
@@ -19,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .frame import (_OUTPUT_STEM_SUFFIXES, FrameOptions, _check_outputs, _process, _split_name,
-                    check_input, output_paths)
+                    check_input, check_output_dir, output_paths, remove_incomplete_outputs)
 
 __all__ = ['process_batch', 'expand_inputs', 'error_message']
 
@@ -131,9 +134,25 @@ def _worker_environment(n_workers):
             'TF_CPP_MIN_LOG_LEVEL': os.environ.get('TF_CPP_MIN_LOG_LEVEL', '2')}
 
 
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """
+    Start processes that ignore SIGINT. Ctrl-C reaches the whole process
+    group; the workers inherit the ignored signal (Python leaves an ignored
+    SIGINT alone), so that this process alone stops, and stops them.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+
+
 def _run_on_dask(jobs, output_dir, options, *, workers, scheduler, client, on_result):
     """Run `_run_frame` on every job, one Dask task each; rows in job order."""
-    import contextlib
     import logging
 
     from dask.distributed import Client, LocalCluster, as_completed
@@ -145,10 +164,12 @@ def _run_on_dask(jobs, output_dir, options, *, workers, scheduler, client, on_re
             client = stack.enter_context(Client(scheduler))
         elif client is None:
             n_workers = min(workers or _cpu_count(), len(jobs))
-            cluster = stack.enter_context(LocalCluster(
-                n_workers=n_workers, processes=True, threads_per_worker=1,
-                dashboard_address=None, silence_logs=logging.ERROR,
-                env=_worker_environment(n_workers)))
+            with _workers_ignore_ctrl_c():
+                cluster = stack.enter_context(LocalCluster(
+                    n_workers=n_workers, processes=True, threads_per_worker=1,
+                    # Any free port: with another cluster on 8787 the default warns.
+                    dashboard_address=':0', silence_logs=logging.ERROR,
+                    env=_worker_environment(n_workers)))
             client = stack.enter_context(Client(cluster))
             # Our workers share this terminal's stderr: keep TensorFlow's
             # start-up log off it, as the command line does.
@@ -191,8 +212,9 @@ def process_batch(inputs, output_dir='.', *, workers=None, scheduler=None, clien
         Where the outputs go (created if missing). Workers on another
         machine must see the inputs and this directory at the same paths.
     workers : int, optional
-        Local worker processes (default: one per core, at most one per
-        frame).
+        Local worker processes, a positive integer (default: one per core,
+        at most one per frame). Unlike joblib, -1 does not mean all cores:
+        values below 1 are refused.
     scheduler : str, optional
         Address of a running Dask scheduler (``tcp://host:8786``); its
         workers need astrobgopt installed.
@@ -215,10 +237,11 @@ def process_batch(inputs, output_dir='.', *, workers=None, scheduler=None, clien
 
     Raises
     ------
-    FileNotFoundError, FileExistsError, ValueError
+    FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, TypeError
         Before any frame is processed: a missing or unsupported input, a
-        pattern that matches nothing, or outputs that exist, collide or
-        would replace an input.
+        pattern that matches nothing, outputs that exist, collide or would
+        replace an input, an ``output_dir`` that is a file, or ``workers``
+        below 1.
 
     Examples
     --------
@@ -229,32 +252,45 @@ def process_batch(inputs, output_dir='.', *, workers=None, scheduler=None, clien
     """
     from astropy.table import Table
 
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)):
+            raise TypeError(f'workers must be a positive integer or None; got {workers!r}')
+        if workers < 1:
+            raise ValueError(f'workers must be a positive integer (None: one per core); '
+                             f'got {workers}')
     frame_options = FrameOptions(**options)
     output_dir = Path(output_dir)
+    check_output_dir(output_dir)
     jobs = expand_inputs(inputs)
     if not jobs:
         raise ValueError('no input files')
     for path in jobs:
         check_input(path)
-    _check_outputs({path: output_paths(path, output_dir, options=frame_options)
-                    for path in jobs}, frame_options.overwrite)
+    plan = {path: output_paths(path, output_dir, options=frame_options) for path in jobs}
+    _check_outputs(plan, frame_options.overwrite)
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    if client is None and scheduler is None and (len(jobs) == 1 or workers == 1):
-        rows = []
-        for path in jobs:
-            rows.append(_run_frame(str(path), str(output_dir), frame_options))
-            if on_result is not None:
-                on_result(rows[-1])
-    else:
-        # Workers may run elsewhere: they get absolute paths and no progress bars.
-        worker_options = dataclasses.replace(
-            frame_options, estimator_options={**frame_options.estimator_options,
-                                              'progress': False},
-            **{name: _absolute(getattr(frame_options, name))
-               for name in ('mask', 'regions', 'points', 'plot', 'report')})
-        rows = _run_on_dask(jobs, output_dir, worker_options, workers=workers,
-                            scheduler=scheduler, client=client, on_result=on_result)
+    try:
+        if client is None and scheduler is None and (len(jobs) == 1 or workers == 1):
+            rows = []
+            for path in jobs:
+                rows.append(_run_frame(str(path), str(output_dir), frame_options))
+                if on_result is not None:
+                    on_result(rows[-1])
+        else:
+            # Workers may run elsewhere: they get absolute paths and no progress bars.
+            worker_options = dataclasses.replace(
+                frame_options, estimator_options={**frame_options.estimator_options,
+                                                  'progress': False},
+                **{name: _absolute(getattr(frame_options, name))
+                   for name in ('mask', 'regions', 'points', 'plot', 'report')})
+            rows = _run_on_dask(jobs, output_dir, worker_options, workers=workers,
+                                scheduler=scheduler, client=client, on_result=on_result)
+    except KeyboardInterrupt:
+        # The workers are stopped by now: what they left half-written goes.
+        for targets in plan.values():
+            remove_incomplete_outputs(targets)
+        raise
 
     summary = Table(rows=[[row[name] for name in _SUMMARY_COLUMNS] for row in rows],
                     names=_SUMMARY_COLUMNS, dtype=[str, str, float, float, str])

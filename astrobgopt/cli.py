@@ -31,6 +31,8 @@ _PROG = 'astrobgopt'
 # Frame size of the built-in demo image: a typical small astrophotograph.
 _DEMO_SHAPE = (1000, 1500)
 _DEMO_NAME = 'demo.fits'
+# --channel-axis names and the axis `astrobgopt.io.read_image` takes.
+_CHANNEL_AXES = {'first': 0, 'last': -1}
 
 _DESCRIPTION = """\
 Model the sky background of linear images with a spline fitted by gradient
@@ -111,7 +113,7 @@ def _pedestal(text):
     except argparse.ArgumentTypeError:
         names = ', '.join(repr(name) for name in _choices.PEDESTALS)
         raise argparse.ArgumentTypeError(
-            f"must be {names}, 'none' or a number; got {text!r}") from None
+            f"must be {names}, 'none' or a finite number; got {text!r}") from None
 
 
 def _stretch_name(stretch):
@@ -162,6 +164,10 @@ def build_parser():
                           'seed tool), FITS tile compression, TIFF zlib')
     out.add_argument('--hdu', type=_hdu, default=None,
                      help='FITS HDU to read, index or EXTNAME (default: the first image)')
+    out.add_argument('--channel-axis', choices=tuple(_CHANNEL_AXES), default=None,
+                     help='FITS colour cubes: channels on the first axis (first, the FITS '
+                          'convention) or the last (last); outputs keep that layout '
+                          '(default: told from the shape, ambiguous shapes are refused)')
     out.add_argument('--overwrite', action='store_true',
                      help='replace existing outputs (an input file is never replaced)')
     out.add_argument('--divide', action='store_true',
@@ -285,7 +291,8 @@ def _frame_options(args):
         estimator_options['n_points'] = args.n_points
     return {'estimator_options': estimator_options, 'mask': args.mask,
             'regions': args.regions, 'points': args.points, 'points_only': args.points_only,
-            'points_sigma': args.points_sigma, 'hdu': args.hdu, 'divide': args.divide,
+            'points_sigma': args.points_sigma, 'hdu': args.hdu,
+            'channel_axis': _CHANNEL_AXES.get(args.channel_axis), 'divide': args.divide,
             'pedestal': _choices.DEFAULT_PEDESTAL if args.pedestal is None else args.pedestal,
             'compress': args.compress, 'overwrite': args.overwrite, 'plot': args.plot,
             'report': args.report, 'preview': args.preview}
@@ -380,13 +387,23 @@ def _validate(argv):
 def _run(args, parser):
     from ._startup import load_numerical_core
     from .batch import expand_inputs
-    from .frame import FrameOptions, check_input
+    from .frame import FrameOptions, check_input, check_output_dir
+    from .io import image_format
 
     # Inputs first: a missing file is reported before the options are
     # checked, which loads the numerical core (TensorFlow).
     inputs = [] if args.demo else expand_inputs(args.inputs)
     for path in inputs:
         check_input(path)
+    try:
+        check_output_dir(args.output_dir)
+    except NotADirectoryError as exc:
+        parser.error(f'-o/--output-dir: {exc}')
+    if args.channel_axis is not None:
+        others = [str(path) for path in inputs if image_format(path) != 'fits']
+        if others:
+            parser.error('--channel-axis applies to FITS inputs only (XISF and TIFF record '
+                         f'their layout); not to {", ".join(others)}')
     load_numerical_core(show_log=args.debug)
     try:
         options = _frame_options(args)
@@ -423,6 +440,12 @@ def _run_batch(inputs, args, options):
             print(counter + _describe(row['file'], row['outputs'].values(),
                                       row['residual_rms'], row['seconds']))
 
+    # After Ctrl-C, Dask's worker processes can leave a semaphore that the
+    # multiprocessing resource tracker (started later, with these options)
+    # removes with a warning of several lines: the removal is all it takes.
+    tracker_option = 'ignore::UserWarning:multiprocessing.resource_tracker'
+    if tracker_option not in sys.warnoptions:
+        sys.warnoptions.append(tracker_option)
     summary = process_batch(inputs, args.output_dir, workers=args.workers,
                             scheduler=args.scheduler, on_result=announce, **options)
     failed = int(np.count_nonzero(summary['status'] != 'ok'))

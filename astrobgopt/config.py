@@ -12,10 +12,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ._choices import INITIALIZERS, LOSSES, SUPPORTED_ORDERS
+from ._choices import INITIALIZERS, LOSSES, MIN_CONTROL_POINTS, SUPPORTED_ORDERS
 from ._docs import insert_fit_parameter_docs
 
 __all__ = ['FitConfig', 'make_repr']
+
+_MAX_SEED = 2**31 - 1
 
 
 @insert_fit_parameter_docs('n_points', 'order', 'initializer', 'loss', 'alpha', 'smoothing',
@@ -35,7 +37,7 @@ class FitConfig:
         to stop (in [0, 0.5]; 0 monitors the training loss).
     seed : int, optional
         Seed for the random initializer, the held-out samples and the
-        mini-batches.
+        mini-batches, in [0, 2**31 - 1].
     """
 
     n_points: int = 32
@@ -53,18 +55,20 @@ class FitConfig:
     seed: int = 0
 
     def __post_init__(self):
-        def check_int(name, minimum):
+        def check_int(name, minimum, maximum=None):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise TypeError(f'{name} must be an integer; got {value!r}')
-            if value < minimum:
-                raise ValueError(f'{name} must be >= {minimum}; got {value}')
+            if value < minimum or (maximum is not None and value > maximum):
+                bounds = f'>= {minimum}' if maximum is None else f'in [{minimum}, {maximum}]'
+                raise ValueError(f'{name} must be {bounds}; got {value}')
 
-        check_int('n_points', 4)
+        check_int('n_points', MIN_CONTROL_POINTS)
         check_int('epochs', 0)
         check_int('patience', 1)
         check_int('plateau_patience', 1)
-        check_int('seed', 0)
+        # The fit's random streams take the seed as a 32-bit signed integer.
+        check_int('seed', 0, _MAX_SEED)
         if self.batch_size is not None:
             check_int('batch_size', 1)
         if self.order not in SUPPORTED_ORDERS:

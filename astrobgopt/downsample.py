@@ -65,6 +65,10 @@ class BlockSamples:
         return BlockSamples(values, self.usable_fraction, self.x, self.y, self.factor)
 
 
+# Pixels per strip of `block_reduce_masked` (about 4 million: 16 MB of float32).
+_STRIP_PIXELS = 4_000_000
+
+
 def _block_centres(length, factor):
     starts = np.arange(0, length, factor)
     stops = np.minimum(starts + factor, length)
@@ -102,6 +106,20 @@ def _masked_median(blocks, usable):
     return median
 
 
+def _reduce_strip(data, usable_fraction, factor, func):
+    """(values, usable fraction) of the blocks of a strip of whole block rows."""
+    pixel_fraction = pixel_blocks(np.asarray(usable_fraction, dtype=np.float32), factor, 0.0)
+    block_fraction = pixel_fraction.sum(axis=-1, dtype=np.float64) / factor**2
+    pixel_values = pixel_blocks(data, factor, 0.0)
+    pixel_fraction = pixel_fraction[:, :, None, :]
+    if func == 'median':
+        return _masked_median(pixel_values, pixel_fraction > 0).astype(np.float64), block_fraction
+    total = pixel_fraction.sum(axis=-1, dtype=np.float64)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        weighted = np.where(pixel_fraction > 0, pixel_values, 0) * pixel_fraction
+        return weighted.sum(axis=-1, dtype=np.float64) / total, block_fraction
+
+
 def block_reduce_masked(data, usable_fraction, factor, *, func='median'):
     """
     Downscale an image by blocks, ignoring masked pixels.
@@ -137,16 +155,12 @@ def block_reduce_masked(data, usable_fraction, factor, *, func='median'):
         values[usable_fraction <= 0] = np.nan
         block_fraction = np.asarray(usable_fraction, dtype=np.float64)
     else:
-        pixel_fraction = pixel_blocks(np.asarray(usable_fraction, dtype=np.float32), factor, 0.0)
-        block_fraction = pixel_fraction.sum(axis=-1, dtype=np.float64) / factor**2
-        pixel_values = pixel_blocks(data, factor, 0.0)
-        pixel_fraction = pixel_fraction[:, :, None, :]
-        if func == 'median':
-            values = _masked_median(pixel_values, pixel_fraction > 0).astype(np.float64)
-        else:
-            total = pixel_fraction.sum(axis=-1, dtype=np.float64)
-            with np.errstate(invalid='ignore', divide='ignore'):
-                weighted = np.where(pixel_fraction > 0, pixel_values, 0) * pixel_fraction
-                values = weighted.sum(axis=-1, dtype=np.float64) / total
+        # A strip of block rows at a time: the blocks are copies of the
+        # pixels, and a whole large frame of them would cost several images.
+        rows = factor * max(1, _STRIP_PIXELS // (factor * factor * width))
+        strips = [_reduce_strip(data[start:start + rows], usable_fraction[start:start + rows],
+                                factor, func) for start in range(0, height, rows)]
+        values = np.concatenate([strip[0] for strip in strips])
+        block_fraction = np.concatenate([strip[1] for strip in strips])
     return BlockSamples(values, block_fraction,
                         _block_centres(width, factor), _block_centres(height, factor), factor)

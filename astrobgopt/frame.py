@@ -33,16 +33,21 @@ from pathlib import Path
 
 import numpy as np
 from astropy.stats import mad_std
+from scipy.special import ndtri
 
-from ._choices import DEFAULT_PEDESTAL, DEFAULT_POINTS_SIGMA, PEDESTALS
+from ._choices import (DEFAULT_PEDESTAL, DEFAULT_POINTS_SIGMA, MIN_CONTROL_POINTS,
+                       PEDESTALS)
 from .downsample import block_reduce_masked
 from .figures import display_stretch, figure_origin, plot_preview, plot_result
-from .io import channels_last, file_layout, image_format, read_image, write_image
+from .io import (_remove_stranded_temporaries, channels_last, file_layout, image_format,
+                 read_image, write_image)
 from .masks import _read_mask
 from .points import point_samples, read_points
+from .prepare import working_dtype
 
-__all__ = ['process_file', 'check_input', 'output_paths', 'FrameOptions', 'PEDESTALS',
-           'SUBTRACTED_SUFFIX', 'MODEL_SUFFIX']
+__all__ = ['process_file', 'check_input', 'check_output_dir', 'output_paths',
+           'remove_incomplete_outputs', 'FrameOptions',
+           'PEDESTALS', 'SUBTRACTED_SUFFIX', 'MODEL_SUFFIX']
 
 #: Name suffix of the background-corrected image (as the seed tool).
 SUBTRACTED_SUFFIX = '_bgSubtracted'
@@ -52,6 +57,8 @@ _PLOT_SUFFIX = '_bgPlot.png'
 _REPORT_SUFFIX = '_bgReport.json'
 _PREVIEW_SUFFIX = '_bgPreview.png'
 _OUTPUT_STEM_SUFFIXES = (SUBTRACTED_SUFFIX, MODEL_SUFFIX)
+# Standard deviation of a Gaussian per unit of median absolute deviation.
+_MAD_TO_SIGMA = 1 / ndtri(0.75)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,12 +88,16 @@ class FrameOptions:
         Gaussian sigma, in pixels, of the sampling around each point.
     hdu : int or str, optional
         FITS HDU to read (default: the first with an image).
+    channel_axis : {0, -1}, optional
+        FITS only: the axis of a 3-D image that holds the channels (0
+        channels first, -1 channels last); default: told from the shape
+        (see `~astrobgopt.io.read_image`). Outputs keep the layout read.
     divide : bool, optional
         Divide by the model (multiplicative background) instead of
         subtracting it.
     pedestal : {'median', 'minimum'} or float, optional
-        Level added back after subtraction (see the module notes); not used
-        with ``divide``.
+        Level added back after subtraction (see the module notes), a finite
+        number if a number; not used with ``divide``.
     compress : bool, optional
         Compress outputs losslessly (XISF lz4hc + byte shuffle, FITS tile
         compression, TIFF zlib). ``.fz`` inputs always give compressed FITS.
@@ -112,6 +123,7 @@ class FrameOptions:
     points_only: bool = False
     points_sigma: float = DEFAULT_POINTS_SIGMA
     hdu: int | str | None = None
+    channel_axis: int | None = None
     divide: bool = False
     pedestal: str | float = DEFAULT_PEDESTAL
     compress: bool = False
@@ -133,6 +145,9 @@ class FrameOptions:
                 object.__setattr__(self, name, path)
                 if not os.path.isfile(path):
                     raise FileNotFoundError(f'{name} file {path!r} does not exist')
+        if self.channel_axis not in (None, 0, -1):
+            raise ValueError(f'channel_axis must be 0 (channels first), -1 (channels last) or '
+                             f'None (told from the shape); got {self.channel_axis!r}')
         if self.points_only and self.points is None:
             raise ValueError('points_only needs a points file (points=...)')
         if not (math.isfinite(self.points_sigma) and self.points_sigma > 0):
@@ -145,6 +160,9 @@ class FrameOptions:
         elif isinstance(self.pedestal, bool) or not isinstance(self.pedestal, (int, float)):
             raise TypeError(f'pedestal must be one of {PEDESTALS} or a number; '
                             f'got {self.pedestal!r}')
+        elif not math.isfinite(self.pedestal):
+            raise ValueError(f'pedestal must be a finite number (or one of {PEDESTALS}); '
+                             f'got {self.pedestal!r}')
 
     def estimator(self):
         """The configured `~astrobgopt.SplineOptBackground`."""
@@ -185,6 +203,20 @@ def check_input(path):
     if not path.is_file():
         raise FileNotFoundError(f'input file {str(path)!r} does not exist'
                                 if not path.exists() else f'{str(path)!r} is not a file')
+
+
+def check_output_dir(output_dir):
+    """
+    Fail early on an output directory that names an existing non-directory.
+
+    Raises
+    ------
+    NotADirectoryError
+        If ``output_dir`` exists and is not a directory.
+    """
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise NotADirectoryError(f'the output directory {os.fspath(output_dir)!r} is an existing '
+                                 'file: name a directory (new or existing) for the outputs')
 
 
 def _expand_template(template, stem, default_suffix):
@@ -233,15 +265,53 @@ def output_paths(path, output_dir, *, options=None):
     return paths
 
 
+def _incomplete_marker(targets):
+    """
+    The hidden file that stands beside a frame's first output while its
+    outputs are written: left behind, it marks them as an incomplete set.
+    """
+    first = next(iter(targets.values()))
+    return first.with_name(f'.{first.name}.astrobgopt-incomplete')
+
+
+def remove_incomplete_outputs(targets):
+    """
+    Delete the outputs of a frame whose writing was cut short.
+
+    Does nothing for a complete set (no marker). Temporaries of writers
+    that no longer run go too.
+
+    Parameters
+    ----------
+    targets : dict of str to `~pathlib.Path`
+        The frame's `output_paths`.
+
+    Returns
+    -------
+    removed : bool
+        Whether the set was incomplete.
+    """
+    marker = _incomplete_marker(targets)
+    if not marker.exists():
+        return False
+    for target in targets.values():
+        target.unlink(missing_ok=True)
+        _remove_stranded_temporaries(target)
+    marker.unlink(missing_ok=True)
+    return True
+
+
 def _check_outputs(plan, overwrite):
     """
-    Refuse outputs that would replace an input, collide, or exist already.
+    Refuse outputs that would replace an input, collide, or exist already
+    (those of an incomplete set, see `_incomplete_marker`, may be replaced).
 
     ``plan`` maps each input path to its `output_paths`.
     """
     inputs = {path.resolve(): path for path in plan}
     claimed = {}
     for source, targets in plan.items():
+        replaceable = overwrite or _incomplete_marker(targets).exists()
         for target in targets.values():
             resolved = target.resolve()
             if resolved in inputs:
@@ -253,14 +323,21 @@ def _check_outputs(plan, overwrite):
                                  f'write {str(target)!r}; process them into different output '
                                  'directories (or use {name} in --plot/--report)')
             claimed[resolved] = source
-            if target.exists() and not overwrite:
+            if target.exists() and not replaceable:
                 raise FileExistsError(f'{str(target)!r} already exists; use --overwrite '
                                       '(overwrite=True) to replace it')
 
 
-def _estimator_inputs(image, options, wcs):
-    """Keyword arguments of the estimator for a float (H, W, k) frame: its masks and WCS."""
+def _estimator_inputs(image, options, wcs, alpha=None):
+    """
+    Keyword arguments of the estimator for a float (H, W, k) frame: its
+    masks and WCS. Transparent pixels (``alpha`` 0, a TIFF's alpha channel)
+    are masked: they hold no image.
+    """
     mask = None if options.mask is None else _read_mask(options.mask, image.shape[:2])
+    if alpha is not None:
+        transparent = np.any(alpha.reshape(*image.shape[:2], -1) == 0, axis=-1)
+        mask = transparent if mask is None else np.maximum(mask, transparent)
     return {'mask': mask, 'regions': options.regions, 'wcs': wcs, 'channel_axis': -1}
 
 
@@ -275,11 +352,11 @@ def _estimator_for(options, n_samples=None):
 
     if options.points_only and 'n_points' not in options.estimator_options:
         return SplineOptBackground(**options.estimator_options,
-                                   n_points=int(np.clip(n_samples // 2, 4, 32)))
+                                   n_points=int(np.clip(n_samples // 2, MIN_CONTROL_POINTS, 32)))
     return options.estimator()
 
 
-def _fit(image, options, wcs):
+def _fit(image, options, wcs, alpha=None):
     """
     The background fit of a float (H, W, k) image under the frame options,
     through the estimator's stages (user sample points join as extra
@@ -287,7 +364,7 @@ def _fit(image, options, wcs):
     """
     user = None if options.points is None else read_points(options.points)
     estimator = _estimator_for(options, None if user is None else len(user[0]))
-    prepared = estimator.prepare(image, **_estimator_inputs(image, options, wcs))
+    prepared = estimator.prepare(image, **_estimator_inputs(image, options, wcs, alpha))
     extra_samples = None
     if user is not None:
         extra_samples = point_samples(*user, prepared.image, prepared.usable_fraction,
@@ -319,24 +396,41 @@ def _correct(data, model, result, options):
     else:
         level = np.full(data.shape[-1], float(options.pedestal))
     level = np.asarray(level, dtype=data.dtype)
-    return data - model + level, level
+    corrected = data - model
+    corrected += level  # in place: one image-sized temporary fewer
+    return corrected, level
 
 
-def _residual_statistics(corrected, result):
-    """Level, noise and large-scale flatness of the corrected image, per channel."""
+def _residual_statistics(corrected, factor):
+    """
+    Level, noise and large-scale flatness (over blocks of ``factor``
+    pixels) of the corrected image, per channel.
+
+    ``corrected`` is spent: the median and MAD of its finite pixels are
+    taken in place, in the array itself when every pixel is finite (the
+    rule), so that a large frame costs no more memory here.
+    """
     finite = np.all(np.isfinite(corrected), axis=-1)
-    values = corrected[finite]
-    median = np.median(values, axis=0)
-    noise = mad_std(values, axis=0)
-    blocks = block_reduce_masked(np.where(finite[..., None], corrected, 0),
-                                 finite.astype(np.float32), result.downscale_factor).values
+    # Where every pixel is finite, a weight of 1 costs no memory.
+    weights = (np.broadcast_to(np.float32(1), finite.shape) if finite.all()
+               else finite.astype(np.float32))
+    blocks = block_reduce_masked(corrected if finite.all()
+                                 else np.where(finite[..., None], corrected, 0),
+                                 weights, factor).values
     blocks = blocks.reshape(-1, blocks.shape[-1])
     blocks = blocks[np.all(np.isfinite(blocks), axis=1)]
     # Robust scatter of the block medians: what is left of the gradient,
     # little affected by the minority of blocks that hold a nebula.
     large_scale = mad_std(blocks, axis=0)
-    return {'median': median, 'noise': noise, 'large_scale_rms': large_scale,
-            'background_rms': np.atleast_1d(result.background_rms_median)}
+    median, noise = [], []
+    for channel in range(corrected.shape[-1]):
+        values = (np.ravel(corrected[..., channel]) if finite.all()
+                  else corrected[..., channel][finite])
+        median.append(np.median(values, overwrite_input=True))
+        np.abs(np.subtract(values, median[-1], out=values), out=values)
+        noise.append(_MAD_TO_SIGMA * np.median(values, overwrite_input=True))
+    return {'median': np.array(median), 'noise': np.array(noise),
+            'large_scale_rms': large_scale}
 
 
 def _clipped_count(values, dtype):
@@ -353,13 +447,29 @@ def _process(path, output_dir, options):
     """Process one frame: the body of `process_file`."""
     start = time.perf_counter()
     check_input(path)
+    check_output_dir(output_dir)
     targets = output_paths(path, output_dir, options=options)
     _check_outputs({path: targets}, options.overwrite)
-    image = read_image(path, hdu=options.hdu)
+    # Outputs of a run cut short (their marker is still there) are replaced.
+    overwrite = options.overwrite or _incomplete_marker(targets).exists()
+    try:
+        report = _process_frame(path, targets, options, overwrite, start)
+    except BaseException:
+        # Once writing began the outputs are a mixed set: none is better.
+        remove_incomplete_outputs(targets)
+        raise
+    _incomplete_marker(targets).unlink(missing_ok=True)
+    return report
+
+
+def _process_frame(path, targets, options, overwrite, start):
+    """Read, fit and write one frame; its report."""
+    image = read_image(path, hdu=options.hdu, channel_axis=options.channel_axis)
     data = channels_last(image)
     if data.dtype.kind not in 'iuf':
         raise ValueError(f'{str(path)!r} holds {data.dtype} pixels; expected integers or floats')
-    work = data.astype(np.promote_types(data.dtype, np.float32), copy=False)
+    # The estimator's working type: no copy of a float image.
+    work = data.astype(working_dtype(data.dtype), copy=False)
     timings = {'read': time.perf_counter() - start}
     for target in targets.values():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -370,7 +480,7 @@ def _process(path, output_dir, options):
     if options.preview:
         report.update(_preview(work, image, targets['plot'], options))
     else:
-        report.update(_remove_background(work, image, targets, options, timings))
+        report.update(_remove_background(work, image, targets, options, timings, overwrite))
     timings['total'] = time.perf_counter() - start
     report['timings'] = timings
     if 'report' in targets:
@@ -379,10 +489,16 @@ def _process(path, output_dir, options):
     return _jsonable(report)
 
 
-def _remove_background(work, image, targets, options, timings):
-    """Fit, correct and write one frame; the report entries of the fit."""
+def _remove_background(work, image, targets, options, timings, overwrite):
+    """
+    Fit, correct and write one frame (replacing existing outputs if
+    ``overwrite``); the report entries of the fit.
+    """
     start = time.perf_counter()
-    result = _fit(work, options, image.wcs)
+    result = _fit(work, options, image.wcs, image.alpha)
+    # The residual RMS first, while the frame holds the fewest images: its
+    # block statistics cost several images of temporary memory.
+    background_rms = np.atleast_1d(result.background_rms_median)
     model = result.background
     corrected, level = _correct(work, model, result, options)
     timings['fit'] = time.perf_counter() - start
@@ -400,10 +516,12 @@ def _remove_background(work, image, targets, options, timings):
                  if options.divide else f'background subtracted, pedestal {options.pedestal}')
     dtype = image.data.dtype
     compress = options.compress or image.path.name.lower().endswith('.fz')
+    # Until the run ends, the marker tells a rerun these outputs are incomplete.
+    _incomplete_marker(targets).touch()
     for key, pixels, history in (('subtracted', corrected, f'astrobgopt: {operation}'),
                                  ('model', model, 'astrobgopt: background model')):
         write_image(targets[key], file_layout(pixels, image),
-                    like=image, overwrite=options.overwrite, provenance=provenance,
+                    like=image, overwrite=overwrite, provenance=provenance,
                     history=history, compress=compress, dtype=dtype)
     clipped = _clipped_count(corrected, dtype)
     if clipped:
@@ -420,7 +538,8 @@ def _remove_background(work, image, targets, options, timings):
             'fit': meta, 'loss_history': {'train': history[:, 0], 'held_out': history[:, 1]},
             'control_points': {'x': np.asarray(control['x']), 'y': np.asarray(control['y']),
                                'value': np.asarray(control['value'])},
-            'residual': _residual_statistics(corrected, result)}
+            'residual': {**_residual_statistics(corrected, result.downscale_factor),
+                         'background_rms': background_rms}}
 
 
 def _preview(work, image, plot_path, options):
@@ -429,7 +548,8 @@ def _preview(work, image, plot_path, options):
 
     user_points = None if options.points is None else read_points(options.points)[0]
     estimator = _estimator_for(options, None if user_points is None else len(user_points))
-    prepared = estimator.prepare(work, **_estimator_inputs(work, options, image.wcs))
+    prepared = estimator.prepare(work, **_estimator_inputs(work, options, image.wcs,
+                                                           image.alpha))
     control = initial_control_points(work.shape[:2], estimator.config)
     display = prepared.stretch
     if display is None:
@@ -479,7 +599,7 @@ def process_file(path, output_dir='.', **options):
     **options
         Keyword options, see `~astrobgopt.frame.FrameOptions`: ``estimator_options``,
         ``mask``, ``regions``, ``points``, ``points_only``,
-        ``points_sigma``, ``hdu``, ``divide``, ``pedestal``, ``compress``,
+        ``points_sigma``, ``hdu``, ``channel_axis``, ``divide``, ``pedestal``, ``compress``,
         ``overwrite``, ``plot``, ``report``, ``preview``.
 
     Returns
@@ -495,6 +615,15 @@ def process_file(path, output_dir='.', **options):
     FileNotFoundError, FileExistsError, ValueError
         Missing or unsupported input, an output that exists (without
         ``overwrite``) or would replace the input, or a failed fit.
+
+    Notes
+    -----
+    While the outputs are written a hidden marker
+    (``.<name>_bgSubtracted.<ext>.astrobgopt-incomplete``) stands beside
+    them. A run that fails or is interrupted while writing removes the
+    outputs it had written; one killed outright leaves the marker, and the
+    next run replaces that incomplete set without ``overwrite`` (see
+    `remove_incomplete_outputs`).
 
     Examples
     --------

@@ -14,7 +14,7 @@ from astropy.units import Quantity
 from .masks import regions_to_mask, threshold_mask, validate_mask
 from .stretch import Stretch
 
-__all__ = ['PreparedImage', 'prepare_image']
+__all__ = ['PreparedImage', 'prepare_image', 'working_dtype']
 
 
 class PreparedImage(NamedTuple):
@@ -24,11 +24,13 @@ class PreparedImage(NamedTuple):
     Attributes
     ----------
     image : `~numpy.ndarray`, shape (H, W, k)
-        The data as floats, channels last, non-finite pixels set to 0.
+        The data as floats of ``dtype``, channels last, non-finite pixels
+        set to 0.
     unit : `~astropy.units.UnitBase` or None
         Unit of the input, put back on the outputs.
     dtype : `~numpy.dtype`
-        Floating type of the outputs (the input's, or float32).
+        Floating type of the image and the outputs, in native byte order
+        (see `working_dtype`).
     usable_fraction : `~numpy.ndarray`, shape (H, W)
         Usable fraction of each pixel in [0, 1]: 1 minus the masked fraction
         (0 where masked, outside the thresholds, non-finite or uncovered).
@@ -49,11 +51,31 @@ class PreparedImage(NamedTuple):
     channel_axis: int | None
 
 
+def working_dtype(dtype):
+    """
+    The floating type a fit of data of ``dtype`` works and answers in.
+
+    float64, and integers wider than 16 bits (which float32 cannot hold to
+    the unit), give float64; float32, float16, booleans and integers of at
+    most 16 bits give float32. Always in native byte order (FITS data are
+    big-endian).
+    """
+    dtype = np.dtype(dtype)
+    wide = dtype.itemsize > 4 if dtype.kind == 'f' else dtype.itemsize > 2
+    return np.dtype(np.float64 if wide else np.float32)
+
+
 def _split_input(data, wcs):
-    """Return (array, unit, mask, wcs) from an ndarray, Quantity or NDData."""
-    unit = mask = None
+    """
+    Return (array, unit, masks, wcs) from an ndarray, masked array, Quantity
+    or NDData; ``masks`` are the masks the input carries (NDData's, a masked
+    array's), each of the array's shape or (H, W).
+    """
+    unit = None
+    masks = []
     if isinstance(data, NDData):
-        mask = data.mask
+        if data.mask is not None:
+            masks.append(('NDData mask', data.mask))
         if wcs is None:
             wcs = data.wcs
         unit = data.unit
@@ -61,6 +83,9 @@ def _split_input(data, wcs):
     if isinstance(data, Quantity):
         unit = data.unit
         data = data.value
+    if isinstance(data, np.ma.MaskedArray):
+        masks.append(('masked array mask', np.ma.getmaskarray(data)))
+        data = np.ma.getdata(data)
     if not isinstance(data, np.ndarray):
         try:
             data = np.asarray(data)
@@ -68,7 +93,7 @@ def _split_input(data, wcs):
             raise TypeError(f'data must be an array, Quantity or NDData; got {type(data)}') from exc
     if data.dtype.kind not in 'biuf':
         raise TypeError(f'data must be numeric; got dtype {data.dtype}')
-    return data, unit, mask, wcs
+    return data, unit, masks, wcs
 
 
 def _channels_last(array, channel_axis):
@@ -115,13 +140,18 @@ def prepare_image(data, *, mask=None, coverage_mask=None, regions=None, wcs=None
         On data or masks of the wrong kind or shape, or when nothing is
         left to fit.
     """
-    array, unit, data_mask, wcs = _split_input(data, wcs)
-    image = _channels_last(array, channel_axis)
+    array, unit, data_masks, wcs = _split_input(data, wcs)
+    dtype = working_dtype(array.dtype)
+    # No copy for native float32/float64 data: the image is the caller's.
+    image = _channels_last(np.asarray(array, dtype=dtype), channel_axis)
     shape = image.shape[:2]
 
     masked = np.zeros(shape, dtype=np.float32)
-    for name, given in (('mask', mask), ('NDData mask', data_mask)):
+    for name, given in (('mask', mask), *data_masks):
         if given is not None:
+            given = np.asarray(given)
+            if given.ndim == 3 and given.shape == array.shape:  # per channel: any masks all
+                given = _channels_last(given, channel_axis).any(axis=-1)
             masked = np.maximum(masked, validate_mask(given, shape, name=name, fractional=True))
     coverage = None
     if coverage_mask is not None:
@@ -144,9 +174,8 @@ def prepare_image(data, *, mask=None, coverage_mask=None, regions=None, wcs=None
     if bounds != [None, None]:
         outside = threshold_mask(image, minimum=bounds[0], maximum=bounds[1])
         masked[np.any(outside, axis=-1)] = 1
-    usable_fraction = 1 - masked
+    usable_fraction = np.subtract(1, masked, out=masked)  # in place: an image less at the peak
     if not np.any(usable_fraction > 0):
         raise ValueError('every pixel is masked or non-finite: nothing to fit')
-    dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.float32
     return PreparedImage(image=image, unit=unit, dtype=dtype, usable_fraction=usable_fraction,
                          stretch=fit_stretch, coverage=coverage, channel_axis=channel_axis)

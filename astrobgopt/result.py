@@ -68,7 +68,7 @@ class SplineOptBackgroundResult:
     @lazyproperty
     def _background(self):
         start = time.perf_counter()
-        image = self.model.evaluate_image(self._data.shape[:2], dtype=np.float32)
+        image = self.model.evaluate_image(self._data.shape[:2], dtype=self._dtype)
         if self.stretch is not None:
             image = self._to_linear(image)
         image = image.astype(self._dtype, copy=False)

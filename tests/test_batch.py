@@ -3,6 +3,7 @@ Dask batches."""
 
 import math
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -79,6 +80,89 @@ def test_cli_batch_on_a_running_scheduler(tmp_path, starfield):
     # The frames were computed on this cluster (Dask drops the underscore
     # of _run_frame from the task prefix).
     assert prefixes['run_frame'].state_counts['memory'] == 2
+
+
+def frame_sets(directory):
+    """The names left in ``directory``, and the frames with only some of their outputs."""
+    names = sorted(path.name for path in directory.iterdir())
+    stems = {name.split('_bg')[0] for name in names}
+    partial = [stem for stem in stems if not {f'{stem}_bgModel.fits',
+                                              f'{stem}_bgSubtracted.fits'} <= set(names)]
+    return names, partial
+
+
+def test_ctrl_c_during_a_batch_is_one_line_and_leaves_no_partial_outputs(tmp_path):
+    # Finding B5: Ctrl-C printed 75 lines with 5 Dask tracebacks. Ctrl-C
+    # signals the terminal's whole process group: so does this test.
+    for index in range(4):
+        sky = make_light_pollution_sky((600, 900), seed=index)
+        fits.writeto(tmp_path / f'light_{index}.fits', sky.image)
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'astrobgopt.cli', 'light_*.fits', '-o', 'out', '--workers', '2'],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        first = process.stdout.readline()  # a frame is done, others are under way
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert first.startswith('[1/4] '), stderr
+    assert process.returncode == 130
+    assert stderr.splitlines() == ['astrobgopt: interrupted']
+    names, partial = frame_sets(tmp_path / 'out')
+    assert partial == [] and 1 <= len(names) // 2 <= 3
+    assert not [name for name in names if name.startswith('.')]  # temporaries or markers
+
+
+_KILLED_DURING_THE_MODEL_WRITE = """
+import os, sys
+import astrobgopt.frame as frame
+write = frame.write_image
+def write_then_die(path, *args, **kwargs):
+    if 'bgModel' in str(path):
+        os._exit(9)
+    return write(path, *args, **kwargs)
+frame.write_image = write_then_die
+frame.process_file(sys.argv[1], 'out', estimator_options={'epochs': 30, 'progress': False})
+"""
+
+
+def test_rerun_after_a_crash_replaces_the_incomplete_set(tmp_path, starfield):
+    # Leftovers: after a kill during the model write, a rerun refused to
+    # replace the subtracted image.
+    fits.writeto(tmp_path / 'light.fits', starfield.image)
+    crash = subprocess.run([sys.executable, '-c', _KILLED_DURING_THE_MODEL_WRITE, 'light.fits'],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert crash.returncode == 9, crash.stderr
+    assert (tmp_path / 'out' / 'light_bgSubtracted.fits').exists()
+    assert not (tmp_path / 'out' / 'light_bgModel.fits').exists()
+    process_file(tmp_path / 'light.fits', tmp_path / 'out', estimator_options=FAST)
+    names, partial = frame_sets(tmp_path / 'out')
+    assert names == ['light_bgModel.fits', 'light_bgSubtracted.fits'] and partial == []
+    model = fits.getdata(tmp_path / 'out' / 'light_bgModel.fits')
+    assert np.std(model - starfield.background) < 0.5 * starfield.noise_sigma
+    # The set is complete now: a third run needs overwrite.
+    with pytest.raises(FileExistsError, match='already exists'):
+        process_file(tmp_path / 'light.fits', tmp_path / 'out', estimator_options=FAST)
+
+
+def test_a_failed_write_leaves_no_partial_set(tmp_path, starfield, monkeypatch):
+    import astrobgopt.frame as frame
+
+    fits.writeto(tmp_path / 'light.fits', starfield.image)
+    write = frame.write_image
+
+    def write_then_fail(path, *args, **kwargs):
+        if 'bgModel' in str(path):
+            raise OSError('No space left on device')
+        return write(path, *args, **kwargs)
+
+    monkeypatch.setattr(frame, 'write_image', write_then_fail)
+    with pytest.raises(OSError, match='No space left'):
+        process_file(tmp_path / 'light.fits', tmp_path / 'out', estimator_options=FAST)
+    assert list((tmp_path / 'out').iterdir()) == []
 
 
 def test_expand_inputs(tmp_path):
@@ -235,6 +319,26 @@ def test_frame_options_validation(tmp_path):
         FrameOptions(pedestal='high')
     with pytest.raises(ValueError, match='n_points'):
         FrameOptions(estimator_options={'n_points': 2})
+
+
+@pytest.mark.parametrize('workers, error', [
+    (0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_workers_below_one_are_refused_at_once(tmp_path, workers, error):
+    # Finding B4: workers=-1 hung at 0 % CPU.
+    fits.writeto(tmp_path / 'a.fits', np.ones((20, 30), np.float32))
+    fits.writeto(tmp_path / 'b.fits', np.ones((20, 30), np.float32))
+    with pytest.raises(error, match='workers must be a positive integer'):
+        process_batch([tmp_path / 'a.fits', tmp_path / 'b.fits'], tmp_path, workers=workers)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['a.fits', 'b.fits']
+
+
+def test_output_dir_naming_a_file_is_refused(tmp_path):
+    fits.writeto(tmp_path / 'a.fits', np.ones((20, 30), np.float32))
+    (tmp_path / 'out').write_text('')
+    with pytest.raises(NotADirectoryError, match="'.*out' is an existing file: name a dir"):
+        process_batch(tmp_path / 'a.fits', tmp_path / 'out')
+    with pytest.raises(NotADirectoryError, match='is an existing file'):
+        process_file(tmp_path / 'a.fits', tmp_path / 'out')
 
 
 def test_regions_are_masked_in_preview(tmp_path, starfield):

@@ -261,7 +261,7 @@ def test_seed_short_flags_parse():
     (['a.fits', '-dx', '0'], 'argument -dx/--downscaling-factor: must be a positive integer'),
     (['a.fits', '-dq', '1.5'], 'argument -dq/--delinearization-quantile: must lie in (0, 1]'),
     (['a.fits', '-O', '7'], 'argument -O: invalid choice'),
-    (['a.fits', '--pedestal', 'high'], "must be 'median', 'minimum', 'none' or a number"),
+    (['a.fits', '--pedestal', 'high'], "must be 'median', 'minimum', 'none' or a finite number"),
     (['a.fits', '--divide', '--pedestal', 'minimum'], '--pedestal applies to subtraction'),
     (['a.fits', '--points-only'], '--points-only needs --points FILE'),
     (['a.fits', '-d', '8'], 'ambiguous option: -d could match -dx, -df, -dq'),
