@@ -195,12 +195,15 @@ class SplineOptInterpolator:
         n_points = self.n_points
         if n_points is None:
             n_points = int(np.clip(usable.sum() // _BOXES_PER_POINT, 4, _MAX_AUTO_POINTS))
-        if usable.sum() < n_points + 3:
+        from .optimize import fit_spline
+        from .spline import tail_size
+
+        n_needed = n_points + tail_size(self._config.order)
+        if usable.sum() < n_needed:
             raise ValueError(
                 f'the mesh has {usable.sum()} usable boxes, too few for {n_points} control '
-                f'points (at least n_points + 3 are needed): use fewer control points '
-                f'(n_points) or a smaller box_size')
-        from .optimize import fit_spline
+                f'points of order {self._config.order} (at least {n_needed} are needed): use '
+                'fewer control points (n_points) or a smaller box_size')
 
         yy, xx = np.meshgrid(_box_centres(mesh.shape[0], box_y),
                              _box_centres(mesh.shape[1], box_x), indexing='ij')
@@ -208,7 +211,7 @@ class SplineOptInterpolator:
         config = FitConfig(**{**self._config.to_dict(), 'n_points': n_points})
         model = fit_spline(points, values, np.clip(box_fraction[usable], 0, 1), shape, config,
                            progress=self.progress, progress_desc='mesh spline fit')
-        image = model.evaluate_image(shape, dtype=np.float32)[..., 0]
+        image = model.evaluate_image(shape, dtype=dtype)[..., 0]
         return image.astype(dtype, copy=False), model
 
 

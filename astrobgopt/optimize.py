@@ -52,10 +52,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
+from astropy.stats import mad_std
 
 from ._choices import INITIALIZERS, LOSSES
 from .config import FitConfig
-from .spline import apply_spline, apply_spline_grid, bending_energy, solve_spline
+from .spline import (_NUMPY, _determines_tail, _squared_distance, apply_spline,
+                     apply_spline_grid, bending_energy, solve_spline, tail_size)
 
 __all__ = ['SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
            'INITIALIZERS', 'compute_device', 'grid_control_points', 'initial_control_points']
@@ -64,8 +66,6 @@ __all__ = ['SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
 # Tukey biweight cut-off in units of the noise: 4 sigma keeps ~99.99% of
 # Gaussian noise in play while rejecting anything brighter.
 _BIWEIGHT_C = 4.0
-# Gaussian MAD-to-sigma factor.
-_MAD_TO_SIGMA = 1.482602218505602
 # Reweighting iterations of the initialization (graduated, then final).
 _IRLS_GRADUATED = 5
 _IRLS_FINAL = 3
@@ -80,7 +80,7 @@ _ADAM_BETA1, _ADAM_BETA2, _ADAM_EPSILON = 0.9, 0.999, 1e-7
 _OPTIMIZER_DTYPE = tf.float32
 # Full-image evaluation: exact every (mean control-point spacing / 16) pixels,
 # and at most every (closest pair's distance / 8), cubic convolution in
-# between (errors measured in SplineModel.evaluate_image).
+# between (accuracy tested in tests/test_spline.py and tests/test_background.py).
 _EXACT_STEP_PER_SPACING = 16
 _EXACT_STEP_PER_CLOSEST = 8
 # Fewest held-out (and training) samples for validation-based early stopping.
@@ -194,9 +194,21 @@ class SplineModel:
         Why the optimization ended.
     sample_values : `~numpy.ndarray`, shape (m, k)
         The fitted surface at the samples it was fitted to.
+    value_offset, value_scale : `~numpy.ndarray`, shape (k,)
+        The standardization of the fit: data values were fitted as
+        ``(value - value_offset) / value_scale`` (float64).
     value_covariance : `~numpy.ndarray`, shape (k, n, n)
         Covariance of the control values (data units squared) from the
         noise of the samples, at the final positions (computed on first use).
+
+    Notes
+    -----
+    A model is evaluated in NumPy and SciPy only, never in TensorFlow, and
+    pickles (it holds arrays only): a fitted model can be used in a forked
+    or a spawned process. The surface is evaluated in the standardized units
+    of the fit (values relative to ``value_offset`` in units of
+    ``value_scale``), and the offset added in float64, so that a large
+    pedestal costs no precision.
     """
 
     control_points: np.ndarray
@@ -207,46 +219,47 @@ class SplineModel:
     noise_sigma: np.ndarray
     stop_reason: str
     sample_values: np.ndarray = field(repr=False, default=None)
-    _covariance_source: object = field(repr=False, default=None)
+    value_offset: np.ndarray = field(repr=False, default=0.0)
+    value_scale: np.ndarray = field(repr=False, default=1.0)
+    _sample_noise: object = field(repr=False, default=None)
     _length_scale: float = field(repr=False, default=1.0)
-    _weights: np.ndarray = field(repr=False, default=None)
-    _polynomial: np.ndarray = field(repr=False, default=None)
+    _weights: np.ndarray = field(init=False, repr=False)
+    _polynomial: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
-        centers = tf.constant(self.control_points / self._length_scale, tf.float64)
-        weights, polynomial = solve_spline(centers, tf.constant(self.control_values, tf.float64),
-                                           order=self.order)
-        self._weights = weights.numpy()
-        self._polynomial = polynomial.numpy()
+        self.value_offset = np.broadcast_to(np.asarray(self.value_offset, dtype=np.float64),
+                                            self.control_values.shape[1:]).copy()
+        self.value_scale = np.broadcast_to(np.asarray(self.value_scale, dtype=np.float64),
+                                           self.control_values.shape[1:]).copy()
+        standardized = (self.control_values - self.value_offset) / self.value_scale
+        self._weights, self._polynomial = solve_spline(self._scaled(self.control_points),
+                                                       standardized, order=self.order)
+
+    def _scaled(self, points):
+        """Pixel coordinates in the fit's units (of the longest image side)."""
+        return np.asarray(points, dtype=np.float64) / self._length_scale
 
     @functools.cached_property
     def value_covariance(self):
         """Covariance of the control values, (k, n, n), computed on first use."""
-        if self._covariance_source is None:
+        if self._sample_noise is None:
             raise ValueError('this model carries no noise model for its control values')
-        return self._covariance_source()
-
-    @property
-    def n_channels(self):
-        """Number of channels fitted together."""
-        return self.control_values.shape[1]
+        return (self._sample_noise.value_covariance(self._scaled(self.control_points),
+                                                    self.order)
+                * (self.value_scale ** 2)[:, None, None])
 
     def evaluate(self, points):
         """Evaluate at (x, y) points of shape (m, 2); returns (m, k) float64."""
-        scale = self._length_scale
-        return apply_spline(tf.constant(self.control_points / scale, tf.float64),
-                            tf.constant(self._weights), tf.constant(self._polynomial),
-                            tf.constant(np.asarray(points, dtype=np.float64) / scale),
-                            order=self.order).numpy()
+        standardized = apply_spline(self._scaled(self.control_points), self._weights,
+                                    self._polynomial, self._scaled(points), order=self.order)
+        return self.value_offset + self.value_scale * standardized
 
     def standard_error(self, points):
         """
         Standard error of the fitted surface at (x, y) points (m, 2): the
         propagated noise of the samples, shape (m, k).
         """
-        scale = self._length_scale
-        basis, _ = _design(tf.constant(self.control_points / scale, tf.float64),
-                           tf.constant(np.asarray(points, dtype=np.float64) / scale), self.order)
+        basis, _ = _design(self._scaled(self.control_points), self._scaled(points), self.order)
         variance = np.stack([np.sum((basis @ cov) * basis, axis=1)
                              for cov in self.value_covariance], axis=1)
         return np.sqrt(np.maximum(variance, 0))
@@ -254,10 +267,9 @@ class SplineModel:
     def _exact_step(self, shape):
         """Pixels between exact evaluations: a fraction of the mean control-point
         spacing and of the closest pair's distance (local detail lives there)."""
-        from scipy.spatial.distance import pdist
-
         spacing = math.sqrt(shape[0] * shape[1] / len(self.control_points))
-        closest = pdist(self.control_points).min()
+        squared = _squared_distance(self.control_points, self.control_points, _NUMPY)
+        closest = math.sqrt(np.min(squared + np.diag(np.full(len(squared), np.inf))))
         return max(1, int(min(spacing / _EXACT_STEP_PER_SPACING,
                               closest / _EXACT_STEP_PER_CLOSEST)))
 
@@ -265,27 +277,39 @@ class SplineModel:
         """
         Evaluate on every pixel of an image of ``shape`` (height, width).
 
-        Memory stays bounded (rows are processed in chunks). Returns an array
-        of shape (height, width, k).
+        Parameters
+        ----------
+        shape : tuple of int
+            Image shape (height, width).
+        dtype : dtype, optional
+            dtype of the result; the arithmetic is float64 whatever it is.
+        exact : bool, optional
+            Evaluate the spline at every pixel instead of interpolating
+            between exact evaluations.
 
-        By default the spline is evaluated exactly every ``step`` pixels,
-        with ``step`` 1/16 of the mean control-point spacing and at most 1/8
-        of the distance between the two closest control points, and
-        interpolated in between by cubic convolution (see
-        `~astrobgopt.spline.apply_spline_grid`). Largest errors measured
-        against exact evaluation: 3.6e-5 on a fitted background of range 2.45
-        (256 points on 1000 x 1000) and 3.0e-6 on one of range 0.021 (32
-        points on 2000 x 3000), below 2e-4 of the range and far below the
-        noise; at most 8.7e-4 of the range for adversarial surfaces through
-        random values at jittered or random points. The evaluation is 5-30
-        times faster. ``exact=True`` evaluates every pixel.
+        Returns
+        -------
+        image : `~numpy.ndarray`, shape (height, width, k)
+
+        Notes
+        -----
+        Memory stays bounded (rows are processed in chunks). By default the
+        spline is evaluated exactly every ``step`` pixels, with ``step`` 1/16
+        of the mean control-point spacing and at most 1/8 of the distance
+        between the two closest control points, and interpolated in between
+        by cubic convolution (see `~astrobgopt.spline.apply_spline_grid`):
+        a spline varies on the scale of its control-point spacing, so the
+        interpolation error is a small fraction of the surface's range. Its
+        accuracy against ``exact=True`` is tested in ``tests/test_spline.py``
+        and ``tests/test_background.py``; its speed is measured by the
+        benchmarks.
         """
         height, width = shape
-        scale = self._length_scale
         step = 1 if exact else self._exact_step(shape)
-        return apply_spline_grid(self.control_points / scale, self._weights, self._polynomial,
-                                 np.arange(width) / scale, np.arange(height) / scale,
-                                 order=self.order, step=step, dtype=dtype)
+        return apply_spline_grid(self._scaled(self.control_points), self._weights,
+                                 self._polynomial, self._scaled(np.arange(width)),
+                                 self._scaled(np.arange(height)), order=self.order, step=step,
+                                 dtype=dtype, offset=self.value_offset, scale=self.value_scale)
 
 
 @dataclass(frozen=True)
@@ -317,24 +341,44 @@ def make_design(points, shape, config):
     """
     initial = initial_control_points(shape, config)
     length_scale = float(max(shape))
-    basis, bending = _design(tf.constant(initial / length_scale),
-                             tf.constant(np.asarray(points, dtype=np.float64) / length_scale),
-                             config.order)
+    if not _determines_tail(initial / length_scale, config.order):
+        raise ValueError(f'{len(initial)} control points cannot determine the polynomial '
+                         f'tail of order {config.order} ({tail_size(config.order)} '
+                         'coefficients; a grid needs '
+                         'at least 3 columns and 3 rows for order 4): use more control '
+                         'points (n_points) or another order')
+    basis, bending = _design(initial / length_scale,
+                             np.asarray(points, dtype=np.float64) / length_scale, config.order)
     return SplineDesign(initial, basis, bending)
 
 
-def _weighted_median(values, weights):
-    order = np.argsort(values)
-    cumulative = np.cumsum(weights[order])
-    return values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])]
+@dataclass(frozen=True)
+class _SampleNoise:
+    """
+    What the covariance of the control values needs from a fit, in the fit's
+    standardized units: the samples' scaled positions, residuals and usable
+    fractions, the noise per channel, the loss and the smoothing.
+    """
+
+    points: np.ndarray
+    residual: np.ndarray
+    fraction: np.ndarray
+    sigma: np.ndarray
+    loss: str
+    smoothing: float
+
+    def value_covariance(self, centers, order):
+        """Covariance (k, n, n) of the values at scaled control points ``centers``."""
+        basis, bending = _design(centers, self.points, order)
+        return _value_covariance(basis, bending, self.residual, self.fraction, self.sigma,
+                                 self.loss, self.smoothing)
 
 
 def _robust_sigma(residual, fraction):
     """MAD scatter of residuals scaled to a full block, per channel (weighted samples)."""
     used = fraction > 0
     scaled = residual[used] * np.sqrt(fraction[used])[:, None]
-    centred = scaled - np.median(scaled, axis=0)
-    sigma = _MAD_TO_SIGMA * np.median(np.abs(centred), axis=0)
+    sigma = mad_std(scaled, axis=0)
     fallback = np.std(scaled, axis=0)
     sigma = np.where(sigma > 0, sigma, fallback)
     return np.where(sigma > 0, sigma, 1.0)
@@ -346,15 +390,15 @@ def _biweight(u):
 
 
 def _design(centers, points, order):
-    """Matrix mapping control values to sample values, and the bending matrix."""
-    n_points = centers.shape[0]
-    identity = tf.eye(n_points, dtype=tf.float64)
-    weights, polynomial = solve_spline(centers, identity, order=order)
+    """
+    Matrix mapping control values to sample values, and the bending matrix,
+    for scaled control points ``centers`` (n, 2) and samples ``points`` (m, 2).
+    """
+    weights, polynomial = solve_spline(centers, np.eye(len(centers)), order=order)
     basis = apply_spline(centers, weights, polynomial, points, order=order)
     # For an interpolating spline, w^T K w == v^T A11 v with A11 the weights
     # per unit value: the bending energy as a quadratic form in the values.
-    bending = weights.numpy()
-    return basis.numpy(), 0.5 * (bending + bending.T)
+    return basis, 0.5 * (weights + weights.T)
 
 
 def _normal_equations(basis, bending, row_weights, stiffness):
@@ -378,7 +422,7 @@ def _solve_values(basis, bending, target, row_weights, stiffness):
     return values
 
 
-def _value_covariance(basis, bending, residual, fraction, sigma, config):
+def _value_covariance(basis, bending, residual, fraction, sigma, loss, smoothing):
     """
     Covariance of the control values, (k, n, n), in standardized units.
 
@@ -390,11 +434,11 @@ def _value_covariance(basis, bending, residual, fraction, sigma, config):
     n_channels = residual.shape[1]
     covariance = np.empty((n_channels, basis.shape[1], basis.shape[1]))
     for channel in range(n_channels):
-        if config.loss == 'robust':
+        if loss == 'robust':
             psi = _biweight(residual[:, channel] * np.sqrt(fraction) / sigma[channel])
         else:
             psi = np.ones(len(fraction))
-        _, lhs = _normal_equations(basis, bending, fraction * psi, config.smoothing)
+        _, lhs = _normal_equations(basis, bending, fraction * psi, smoothing)
         middle = basis.T @ (basis * (fraction * psi ** 2)[:, None])
         try:
             inverse = np.linalg.inv(lhs)
@@ -455,9 +499,13 @@ def _objective(loss, order, centers, values, points, target, fraction, constants
         rho = c2 / 6.0 * (1.0 - tf.pow(tf.nn.relu(1.0 - tf.square(u) / c2), 3))
         usable = tf.cast(fraction > 0, rho.dtype)
         return tf.reduce_sum(rho * usable[:, None]) / tf.reduce_sum(usable) + bending
-    # The seed tool's asymmetric loss, in the data units of the fit.
+    # The seed tool's asymmetric loss, in the data units of the fit: in
+    # float64 (offset and spread are), as data near the float32 limit
+    # overflow it in float32.
+    model = tf.cast(model, offset.dtype)
+    fraction = tf.cast(fraction, offset.dtype)
     model_units = offset + spread * model
-    residual = spread * (target - model)
+    residual = spread * (tf.cast(target, offset.dtype) - model)
     total = tf.reduce_sum(fraction)
 
     def weighted_mean(term):
@@ -467,7 +515,9 @@ def _objective(loss, order, centers, values, points, target, fraction, constants
     overshoot = tf.reduce_mean(weighted_mean(tf.nn.relu(-residual)))
     negative = tf.reduce_mean(weighted_mean(tf.nn.relu(-model_units)))
     colour = tf.math.reduce_variance(weighted_mean(residual))
-    return tf.math.log(l1 + colour + alpha * (overshoot + negative) + 1e-30) + bending
+    log_loss = tf.math.log(l1 + colour + tf.cast(alpha, offset.dtype) * (overshoot + negative)
+                           + 1e-30)
+    return tf.cast(log_loss, bending.dtype) + bending
 
 
 @functools.lru_cache(maxsize=None)
@@ -594,7 +644,7 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
     points = np.asarray(points, dtype=np.float64)
     fraction = np.asarray(usable_fraction, dtype=np.float64)
     n_usable = np.count_nonzero(fraction > 0)
-    if n_usable < config.n_points + 3:
+    if n_usable < config.n_points + tail_size(config.order):
         raise ValueError(
             f'only {n_usable} usable samples for {config.n_points} control points: '
             'use fewer control points (n_points), a smaller downscale factor, or mask less')
@@ -603,10 +653,12 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
     initial = design.initial_control_points
     length_scale = float(max(shape))
 
-    # Standardize: values in units of their robust spread around the median.
+    # Standardize: values in units of their robust spread around the median
+    # (float64, so that neither a large pedestal nor values near the float32
+    # limit lose precision or overflow in the float32 optimization).
     used = values[fraction > 0]
     offset = np.median(used, axis=0)
-    spread = _MAD_TO_SIGMA * np.median(np.abs(used - offset), axis=0)
+    spread = mad_std(used, axis=0)
     spread = np.where(spread > 0, spread, np.where(np.ptp(used, axis=0) > 0,
                                                    np.ptp(used, axis=0), 1.0))
     target = (values - offset) / spread
@@ -635,8 +687,10 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
                       and config.batch_size < n_train else None)
         run_chunk = _compiled_chunk(config.loss, config.order, batch_size)
         dtype = _OPTIMIZER_DTYPE
-        constants = tuple(tf.constant(item, dtype) for item in
-                          (sigma, offset, spread, config.alpha, smoothing_scale))
+        # The offset and spread only enter the asymmetric loss, in float64.
+        constants = (tf.constant(sigma, dtype), tf.constant(offset, tf.float64),
+                     tf.constant(spread, tf.float64), tf.constant(config.alpha, dtype),
+                     tf.constant(smoothing_scale, dtype))
         subsets = [tuple(tf.constant(item[rows], dtype)
                          for item in (scaled_points, target, fraction))
                    for rows in (train, held if held.any() else train)]
@@ -662,7 +716,8 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
                 history.extend(losses.numpy().tolist())
                 bar.update(len(losses))
                 if state[1] >= config.patience:
-                    stop_reason = (f'early stop: held-out loss did not improve in '
+                    monitored = 'held-out' if held.any() else 'training'
+                    stop_reason = (f'early stop: {monitored} loss did not improve in '
                                    f'{config.patience} steps')
                     break
                 if int(state[0]) >= config.epochs:
@@ -670,19 +725,14 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
                     break
         final_centers = best[1][0].numpy().astype(np.float64)
         control = best[1][1].numpy().astype(np.float64)
-        basis, bending = _design(tf.constant(final_centers), tf.constant(scaled_points),
-                                 config.order)
+        basis, bending = _design(final_centers, scaled_points, config.order)
         if config.loss == 'robust' and held.any():
             control, _ = _initial_values(basis, bending, target, fraction, config, start=control)
         sigma = _robust_sigma(target - basis @ control, fraction)
 
     fitted = basis @ control
-    residual = target - fitted
-
-    def covariance_in_data_units():
-        return (_value_covariance(basis, bending, residual, fraction, sigma, config)
-                * (spread ** 2)[:, None, None])
-
+    noise = _SampleNoise(points=scaled_points, residual=target - fitted, fraction=fraction,
+                         sigma=sigma, loss=config.loss, smoothing=config.smoothing)
     return SplineModel(control_points=final_centers * length_scale,
                        control_values=offset + spread * control,
                        initial_control_points=initial,
@@ -691,5 +741,7 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
                        noise_sigma=sigma * spread,
                        stop_reason=stop_reason,
                        sample_values=offset + spread * fitted,
-                       _covariance_source=covariance_in_data_units,
+                       value_offset=offset,
+                       value_scale=spread,
+                       _sample_noise=noise,
                        _length_scale=length_scale)

@@ -1,6 +1,6 @@
 """
-Polyharmonic splines with a linear polynomial tail, solved and applied in
-TensorFlow.
+Polyharmonic splines with a polynomial tail, solved and applied in NumPy or
+in TensorFlow (differentiably).
 
 This replaces ``tensorflow_addons.image.interpolate_spline`` (which no longer
 imports with Keras 3). The interpolant through control points :math:`c_i` with
@@ -8,11 +8,17 @@ values :math:`f_i` is
 
 .. math::
 
-    s(x) = \\sum_i w_i \\, \\phi(\\lVert x - c_i \\rVert) + a_0 + a^T x,
+    s(x) = \\sum_i w_i \\, \\phi(\\lVert x - c_i \\rVert) + \\sum_j a_j p_j(x),
 
-with :math:`\\phi(r) = r^k` for odd order :math:`k` and
-:math:`\\phi(r) = r^k \\log r` for even order (order 2 is the thin-plate
-spline). The weights solve
+with :math:`\\phi(r) = \\pm r^k` for odd order :math:`k` and
+:math:`\\phi(r) = \\pm r^k \\log r` for even order (order 2 is the thin-plate
+spline), and :math:`p_j` the monomials up to the tail's degree: 1 (a plane)
+for orders 1 to 3 and 2 (a quadratic) for order 4, the least degree for which
+:math:`r^4 \\log r` is conditionally positive definite. The sign is the one
+that makes :math:`\\phi` conditionally positive definite (minus for orders 1
+and 4, as SciPy's ``'linear'`` kernel :math:`-r`), so that the bending energy
+:math:`w^T K w` is never negative and smoothing regularizes for every order.
+The weights solve
 
 .. math::
 
@@ -20,31 +26,84 @@ spline). The weights solve
     \\begin{pmatrix} w \\\\ a \\end{pmatrix} =
     \\begin{pmatrix} f \\\\ 0 \\end{pmatrix},
 
-where :math:`K_{ij} = \\phi(\\lVert c_i - c_j \\rVert)`, :math:`P = [1, c]` and
-:math:`\\lambda` is the smoothing (regularization) term. This is the same
-system that `scipy.interpolate.RBFInterpolator` solves with ``degree=1``.
+where :math:`K_{ij} = \\phi(\\lVert c_i - c_j \\rVert)`, :math:`P_{ij} = p_j(c_i)`
+and :math:`\\lambda` is the smoothing (regularization) term. This is the
+system that `scipy.interpolate.RBFInterpolator` solves with kernels
+``'linear'``, ``'thin_plate_spline'`` and ``'cubic'`` and ``degree=1``.
 
-Everything here is differentiable with respect to both the control-point
-positions and their values, which is what the background fit optimizes.
+Every function takes NumPy arrays or TensorFlow tensors and computes with
+what it is given: one definition of the kernel and of the system serves both
+(written against the small namespaces ``_NUMPY`` and ``_TENSORFLOW``). The
+TensorFlow path is differentiable with respect to both the control-point
+positions and their values, which is what the background fit optimizes; the
+NumPy path evaluates fitted models without TensorFlow (so it is safe in a
+forked process).
 """
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import numpy as np
 import tensorflow as tf
+# Imported here, not on first use: it costs a third of a second, which would
+# otherwise land on the first evaluation of a model.
+from scipy import sparse
 
 from ._choices import SUPPORTED_ORDERS
 
 __all__ = ['interpolate_spline', 'solve_spline', 'apply_spline', 'apply_spline_grid',
-           'bending_energy', 'SUPPORTED_ORDERS']
+           'bending_energy', 'tail_size', 'SUPPORTED_ORDERS']
 
 
 # Floor on squared distances under sqrt(): keeps its gradient finite where a
 # query point sits exactly on a control point (odd orders).
-_MIN_SQUARED_DISTANCE = {tf.float32: 1e-20, tf.float64: 1e-60}
+_MIN_SQUARED_DISTANCE = {np.dtype(np.float32): 1e-20, np.dtype(np.float64): 1e-60}
+
+# Degree of the polynomial tail per order: r and r^3 need at least 0 and 1,
+# r^2 log r 1, r^4 log r 2 (the order of conditional positive definiteness
+# minus one); 1 is kept for order 1 so that it matches SciPy's degree=1.
+_TAIL_DEGREE = {1: 1, 2: 1, 3: 1, 4: 2}
+# Sign making each kernel conditionally positive definite: (-1)**m for
+# conditional order m (1 for r, 2 for r^2 log r and r^3, 3 for r^4 log r).
+_KERNEL_SIGN = {1: -1.0, 2: 1.0, 3: 1.0, 4: -1.0}
 
 # Working memory for one chunk of a full-image evaluation, in array elements
-# (the kernel values of rows x width x n_points); 4 Mi elements is 16 MB in
-# float32, a few such temporaries exist at once.
+# (the kernel values of rows x width x n_points); 4 Mi elements is 32 MB in
+# float64, a few such temporaries exist at once.
 _GRID_CHUNK_ELEMENTS = 4 * 1024 * 1024
+
+
+def _xlogy_numpy(x, y):
+    """``x * log(y)`` for ``y >= 0`` that is 0 where ``x`` and ``y`` are: the kernel's
+    only use (scipy.special.xlogy, general, is three times slower)."""
+    # In place: the grid evaluation is bound by memory traffic and page faults.
+    result = np.maximum(y, np.finfo(y.dtype).tiny)
+    np.log(result, out=result)
+    result *= x
+    return result
+
+
+# The array functions the spline needs, by library (same call signatures).
+_NUMPY = SimpleNamespace(concat=np.concatenate, eye=np.eye, matmul=np.matmul,
+                         maximum=np.maximum, ones_like=np.ones_like, shape=np.shape,
+                         solve=np.linalg.solve, sqrt=np.sqrt, stack=np.stack, sum=np.sum,
+                         transpose=np.transpose, xlogy=_xlogy_numpy, zeros=np.zeros)
+_TENSORFLOW = SimpleNamespace(concat=tf.concat, eye=tf.eye, matmul=tf.matmul,
+                              maximum=tf.maximum, ones_like=tf.ones_like, shape=tf.shape,
+                              solve=tf.linalg.solve, sqrt=tf.sqrt, stack=tf.stack,
+                              sum=tf.reduce_sum,
+                              transpose=tf.transpose, xlogy=tf.math.xlogy, zeros=tf.zeros)
+
+
+def _is_tensor(item):
+    return tf.is_tensor(item) or isinstance(item, tf.Variable)
+
+
+def _ops(*items):
+    """TensorFlow's functions when any item is a tensor, else NumPy's."""
+    return _TENSORFLOW if any(_is_tensor(item) for item in items) else _NUMPY
 
 
 def _check_order(order):
@@ -52,31 +111,54 @@ def _check_order(order):
         raise ValueError(f'order must be one of {SUPPORTED_ORDERS}; got {order!r}')
 
 
-def _kernel(squared_distance, order):
+def tail_size(order, n_dims=2):
+    """
+    Number of polynomial-tail coefficients of a spline of ``order`` in
+    ``n_dims`` dimensions: the fewest control points that can determine it.
+    """
+    _check_order(order)
+    return math.comb(n_dims + _TAIL_DEGREE[order], n_dims)
+
+
+def _kernel(squared_distance, order, ops):
     """Polyharmonic radial basis function evaluated from squared distances."""
     r2 = squared_distance
+    sign = _KERNEL_SIGN[order]
     if order % 2 == 0:
         # r^k log r == 0.5 * r2^(k/2) * log(r2). xlogy is 0 at r2 == 0 with
-        # zero gradients there, and one pass over the tensor instead of three
+        # zero gradients there, and one pass over the array instead of three
         # (the grid evaluation is memory-bound).
-        return 0.5 * tf.math.xlogy(r2 if order == 2 else r2 * r2, r2)
-    # Integer powers as products: tf.pow is several times slower on CPU. The
+        return ops.xlogy((0.5 * sign) * (r2 if order == 2 else r2 * r2), r2)
+    # Integer powers as products: pow is several times slower on CPU. The
     # floor keeps the gradient of sqrt finite where a point sits on a centre.
-    r = tf.sqrt(tf.maximum(r2, _MIN_SQUARED_DISTANCE[r2.dtype]))
-    return r if order == 1 else r2 * r
+    dtype = np.dtype(getattr(r2.dtype, 'as_numpy_dtype', r2.dtype))
+    r = ops.sqrt(ops.maximum(r2, _MIN_SQUARED_DISTANCE[dtype]))
+    return sign * r if order == 1 else r2 * r
 
 
-def _squared_distance(points_a, points_b):
+def _squared_distance(points_a, points_b, ops):
     """Pairwise squared Euclidean distances, shape (len(a), len(b))."""
     # A sum of per-axis squares: no (len(a), len(b), d) temporary to reduce.
-    return tf.add_n([tf.square(points_a[:, axis, None] - points_b[None, :, axis])
-                     for axis in range(points_a.shape[1])])
+    total = 0
+    for axis in range(points_a.shape[1]):
+        difference = points_a[:, axis, None] - points_b[None, :, axis]
+        total = total + difference * difference
+    return total
 
 
-def _with_ones(points):
-    """The linear polynomial basis [1, x, y, ...] at each point."""
-    ones = tf.ones_like(points[:, :1])
-    return tf.concat([ones, points], axis=1)
+def _polynomial_basis(points, order, ops):
+    """The tail's monomials at each point: 1, x, y, ... then x^2, xy, y^2, ..."""
+    columns = [ops.ones_like(points[:, 0])] + [points[:, axis] for axis in range(points.shape[1])]
+    if _TAIL_DEGREE[order] == 2:
+        columns += [points[:, i] * points[:, j]
+                    for i in range(points.shape[1]) for j in range(i, points.shape[1])]
+    return ops.stack(columns, axis=1)
+
+
+def _determines_tail(centers, order):
+    """Whether control points (n, d) determine the polynomial tail uniquely."""
+    basis = _polynomial_basis(np.asarray(centers, dtype=np.float64), order, _NUMPY)
+    return np.linalg.matrix_rank(basis) == basis.shape[1]
 
 
 def solve_spline(centers, values, *, order=2, regularization=0.0):
@@ -85,10 +167,11 @@ def solve_spline(centers, values, *, order=2, regularization=0.0):
 
     Parameters
     ----------
-    centers : `tf.Tensor`, shape (n, d)
+    centers : `~numpy.ndarray` or `tf.Tensor`, shape (n, d)
         Control-point coordinates.
-    values : `tf.Tensor`, shape (n, k)
-        Values at the control points (``k`` independent channels).
+    values : `~numpy.ndarray` or `tf.Tensor`, shape (n, k)
+        Values at the control points (``k`` independent channels), of the
+        same dtype as ``centers``.
     order : int, optional
         Spline order, one of `SUPPORTED_ORDERS`.
     regularization : float, optional
@@ -96,26 +179,27 @@ def solve_spline(centers, values, *, order=2, regularization=0.0):
 
     Returns
     -------
-    weights : `tf.Tensor`, shape (n, k)
-        Radial-basis weights :math:`w`.
-    polynomial : `tf.Tensor`, shape (d + 1, k)
-        Coefficients :math:`(a_0, a)` of the linear tail.
+    weights : `~numpy.ndarray` or `tf.Tensor`, shape (n, k)
+        Radial-basis weights :math:`w` (tensors when any input is one).
+    polynomial : `~numpy.ndarray` or `tf.Tensor`, shape (`tail_size`, k)
+        Coefficients :math:`a` of the polynomial tail.
     """
     _check_order(order)
+    ops = _ops(centers, values)
     # Dynamic sizes: compiled callers relax the number of points to None.
-    n_points = tf.shape(centers)[0]
-    n_dims = centers.shape[1]
-    kernel = _kernel(_squared_distance(centers, centers), order)
+    n_points = ops.shape(centers)[0]
+    kernel = _kernel(_squared_distance(centers, centers, ops), order, ops)
     if regularization:
-        kernel += tf.cast(regularization, centers.dtype) * tf.eye(n_points, dtype=centers.dtype)
-    poly = _with_ones(centers)
-    top = tf.concat([kernel, poly], axis=1)
-    bottom = tf.concat([tf.transpose(poly),
-                        tf.zeros((n_dims + 1, n_dims + 1), dtype=centers.dtype)], axis=1)
-    lhs = tf.concat([top, bottom], axis=0)
-    tail_rows = tf.zeros(tf.stack([n_dims + 1, tf.shape(values)[1]]), dtype=values.dtype)
-    rhs = tf.concat([values, tail_rows], axis=0)
-    solution = tf.linalg.solve(lhs, rhs)
+        kernel += regularization * ops.eye(n_points, dtype=centers.dtype)
+    poly = _polynomial_basis(centers, order, ops)
+    n_tail = poly.shape[1]
+    top = ops.concat([kernel, poly], axis=1)
+    bottom = ops.concat([ops.transpose(poly),
+                         ops.zeros((n_tail, n_tail), dtype=centers.dtype)], axis=1)
+    lhs = ops.concat([top, bottom], axis=0)
+    tail_rows = ops.zeros((n_tail, ops.shape(values)[1]), dtype=values.dtype)
+    rhs = ops.concat([values, tail_rows], axis=0)
+    solution = ops.solve(lhs, rhs)
     return solution[:n_points], solution[n_points:]
 
 
@@ -125,21 +209,24 @@ def apply_spline(centers, weights, polynomial, query_points, *, order=2):
 
     Parameters
     ----------
-    centers : `tf.Tensor`, shape (n, d)
+    centers : `~numpy.ndarray` or `tf.Tensor`, shape (n, d)
         Control-point coordinates.
-    weights, polynomial : `tf.Tensor`
+    weights, polynomial : `~numpy.ndarray` or `tf.Tensor`
         The output of `solve_spline`.
-    query_points : `tf.Tensor`, shape (m, d)
+    query_points : `~numpy.ndarray` or `tf.Tensor`, shape (m, d)
         Where to evaluate.
     order : int, optional
         Spline order used in `solve_spline`.
 
     Returns
     -------
-    values : `tf.Tensor`, shape (m, k)
+    values : `~numpy.ndarray` or `tf.Tensor`, shape (m, k)
+        A tensor when any input is one.
     """
-    kernel = _kernel(_squared_distance(query_points, centers), order)
-    return tf.matmul(kernel, weights) + tf.matmul(_with_ones(query_points), polynomial)
+    ops = _ops(centers, weights, polynomial, query_points)
+    kernel = _kernel(_squared_distance(query_points, centers, ops), order, ops)
+    return (ops.matmul(kernel, weights)
+            + ops.matmul(_polynomial_basis(query_points, order, ops), polynomial))
 
 
 def bending_energy(centers, weights, *, order=2):
@@ -148,38 +235,38 @@ def bending_energy(centers, weights, *, order=2):
 
     For the thin-plate spline this is proportional to the integral of the
     squared second derivatives over the plane: a measure of how far the
-    surface departs from a plane. It is zero for a linear surface.
+    surface departs from a plane. It is zero for a surface the tail
+    reproduces, and never negative (the kernel's sign is chosen for that).
 
     Parameters
     ----------
-    centers : `tf.Tensor`, shape (n, d)
+    centers : `~numpy.ndarray` or `tf.Tensor`, shape (n, d)
         Control-point coordinates.
-    weights : `tf.Tensor`, shape (n, k)
+    weights : `~numpy.ndarray` or `tf.Tensor`, shape (n, k)
         Radial-basis weights from `solve_spline`.
     order : int, optional
         Spline order.
 
     Returns
     -------
-    energy : `tf.Tensor`, scalar
+    energy : float or `tf.Tensor`, scalar
     """
-    kernel = _kernel(_squared_distance(centers, centers), order)
-    return tf.reduce_sum(weights * tf.matmul(kernel, weights))
+    ops = _ops(centers, weights)
+    kernel = _kernel(_squared_distance(centers, centers, ops), order, ops)
+    return ops.sum(weights * ops.matmul(kernel, weights))
 
 
-@tf.function(reduce_retracing=True, autograph=False)
 def _grid_rows(y, x, centers, weights, polynomial, order):
-    """Spline values on the grid rows ``y`` x columns ``x`` (2-D centers)."""
+    """Spline values on the grid rows ``y`` x columns ``x`` (2-D centers), NumPy."""
     # Squared distances separate into row and column terms, so the
-    # (rows, width, n) tensor is built from two small ones by broadcasting.
-    dy2 = tf.square(y[:, None] - centers[None, :, 1])
-    dx2 = tf.square(x[:, None] - centers[None, :, 0])
-    kernel = _kernel(dy2[:, None, :] + dx2[None, :, :], order)
-    radial = tf.einsum('rwn,nk->rwk', kernel, weights)
-    linear = (polynomial[0][None, None, :]
-              + x[None, :, None] * polynomial[1][None, None, :]
-              + y[:, None, None] * polynomial[2][None, None, :])
-    return radial + linear
+    # (rows, width, n) array is built from two small ones by broadcasting.
+    dy2 = np.square(y[:, None] - centers[None, :, 1])
+    dx2 = np.square(x[:, None] - centers[None, :, 0])
+    kernel = _kernel(dy2[:, None, :] + dx2[None, :, :], order, _NUMPY)
+    yy, xx = np.meshgrid(y, x, indexing='ij')
+    tail = _polynomial_basis(np.stack([xx.ravel(), yy.ravel()], axis=1), order, _NUMPY)
+    values = kernel.reshape(-1, len(centers)) @ weights + tail @ polynomial
+    return values.reshape(len(y), len(x), -1)
 
 
 def _cubic_convolution_matrix(n_out, step, n_nodes):
@@ -187,8 +274,6 @@ def _cubic_convolution_matrix(n_out, step, n_nodes):
     Sparse (n_out, n_nodes) weights of cubic convolution (Catmull-Rom) from
     nodes at ``(j - 1) * step`` to outputs at ``0 .. n_out - 1``.
     """
-    from scipy import sparse
-
     position = np.arange(n_out) / step + 1.0
     base = np.floor(position).astype(int)
     t = position - base
@@ -200,44 +285,52 @@ def _cubic_convolution_matrix(n_out, step, n_nodes):
                              shape=(n_out, n_nodes))
 
 
-def _exact_grid(centers, weights, polynomial, x, y, order, dtype):
-    """The spline at every (y, x) of the grid, rows in chunks of bounded size."""
-    tf_dtype = tf.as_dtype(np.dtype(dtype))
-    centers = tf.constant(np.asarray(centers), dtype=tf_dtype)
-    weights = tf.constant(np.asarray(weights), dtype=tf_dtype)
-    polynomial = tf.constant(np.asarray(polynomial), dtype=tf_dtype)
-    out = np.empty((len(y), len(x), weights.shape[1]), dtype=dtype)
-    x_tensor = tf.constant(x, dtype=tf_dtype)
-    rows_per_chunk = max(1, _GRID_CHUNK_ELEMENTS // max(1, len(x) * centers.shape[0]))
-    for start in range(0, len(y), rows_per_chunk):
+def _exact_grid(centers, weights, polynomial, x, y, order, out, offset, scale):
+    """``offset + scale *`` the spline at every (y, x) of the grid, rows in chunks
+    of bounded size, written into ``out``: the spline in ``out``'s precision
+    (float32 costs a fraction of float64's time), the offset added in float64."""
+    precision = np.float32 if out.dtype == np.float32 else np.float64
+    centers, weights, polynomial, x, y = (item.astype(precision, copy=False) for item in
+                                          (centers, weights, polynomial, x, y))
+    rows_per_chunk = max(1, _GRID_CHUNK_ELEMENTS // max(1, len(x) * len(centers)))
+
+    def evaluate_chunk(start):
         stop = min(start + rows_per_chunk, len(y))
-        y_chunk = tf.constant(y[start:stop], dtype=tf_dtype)
-        out[start:stop] = _grid_rows(y_chunk, x_tensor, centers, weights, polynomial,
-                                     order).numpy()
+        out[start:stop] = offset + scale * _grid_rows(y[start:stop], x, centers, weights,
+                                                      polynomial, order)
+
+    starts = range(0, len(y), rows_per_chunk)
+    if len(starts) == 1:
+        evaluate_chunk(0)
+    else:
+        # NumPy releases the GIL in its loops: chunks run in parallel threads.
+        with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
+            list(pool.map(evaluate_chunk, starts))
     return out
 
 
 def apply_spline_grid(centers, weights, polynomial, x, y, *, order=2, step=1,
-                      dtype=np.float32):
+                      dtype=np.float32, offset=0.0, scale=1.0):
     """
-    Evaluate a 2-D spline on a full regular grid in bounded memory.
+    Evaluate a 2-D spline on a full regular grid in bounded memory, in NumPy.
 
     With ``step=1`` every grid point is evaluated exactly, in blocks of rows
-    so that the kernel tensor never exceeds a few tens of megabytes. With
-    ``step > 1`` the spline is evaluated exactly (in float64) on every
-    ``step``-th point of the grid, extended by a node beyond each edge, and
-    interpolated in between by separable cubic convolution (Catmull-Rom):
-    ``step**2`` times less kernel work. A spline varies on the scale of its
-    control-point spacing; `SplineModel.evaluate_image
+    so that the kernel array never exceeds a few tens of megabytes. With
+    ``step > 1`` the spline is evaluated exactly on every ``step``-th point of
+    the grid, extended by a node beyond each edge, and interpolated in
+    between by separable cubic convolution (Catmull-Rom): ``step**2`` times
+    less kernel work. A spline varies on the scale of its control-point
+    spacing; `SplineModel.evaluate_image
     <astrobgopt.optimize.SplineModel.evaluate_image>` chooses ``step`` from
-    it and reports the errors measured.
+    it. The exact evaluations are in float64, or in float32 when ``dtype`` is
+    float32 and ``step=1``; the offset is added in float64.
 
     Parameters
     ----------
     centers : array-like, shape (n, 2)
         Control points as (x, y), in the same coordinates as ``x`` and ``y``.
     weights, polynomial : array-like
-        The output of `solve_spline` (shapes (n, k) and (3, k)).
+        The output of `solve_spline` (shapes (n, k) and (`tail_size`, k)).
     x, y : 1-D array-like
         Column and row coordinates of the grid (evenly spaced when
         ``step > 1``).
@@ -246,34 +339,39 @@ def apply_spline_grid(centers, weights, polynomial, x, y, *, order=2, step=1,
     step : int, optional
         Grid points between exact evaluations (1: all exact).
     dtype : dtype, optional
-        dtype of the result (and working precision when ``step=1``).
+        dtype of the result.
+    offset, scale : float or array-like of shape (k,), optional
+        The result is ``offset + scale * spline``, formed in float64: a
+        spline fitted to standardized values is returned in data units
+        without losing precision to a large offset.
 
     Returns
     -------
     values : `~numpy.ndarray`, shape (len(y), len(x), k)
     """
     _check_order(order)
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    centers, weights, polynomial, x, y = (np.asarray(item, dtype=np.float64) for item in
+                                          (centers, weights, polynomial, x, y))
+    offset = np.asarray(offset, dtype=np.float64)
+    scale = np.asarray(scale, dtype=np.float64)
+    out = np.empty((len(y), len(x), weights.shape[1]), dtype=dtype)
     if step == 1 or len(x) < 2 or len(y) < 2:
-        return _exact_grid(centers, weights, polynomial, x, y, order, dtype)
+        return _exact_grid(centers, weights, polynomial, x, y, order, out, offset, scale)
     node_x = x[0] + (np.arange(int(np.ceil((len(x) - 1) / step)) + 4) - 1) * step * (x[1] - x[0])
     node_y = y[0] + (np.arange(int(np.ceil((len(y) - 1) / step)) + 4) - 1) * step * (y[1] - y[0])
-    nodes = _exact_grid(centers, weights, polynomial, node_x, node_y, order, np.float64)
+    nodes = _exact_grid(centers, weights, polynomial, node_x, node_y, order,
+                        np.empty((len(node_y), len(node_x), weights.shape[1])), offset, scale)
     along_x = _cubic_convolution_matrix(len(x), step, len(node_x))
     along_y = _cubic_convolution_matrix(len(y), step, len(node_y))
-    out = np.empty((len(y), len(x), nodes.shape[2]), dtype=dtype)
     rows_per_chunk = max(1, _GRID_CHUNK_ELEMENTS // len(x))
     for channel in range(nodes.shape[2]):
+        # Along x on the few node rows first, then along y: the sparse
+        # product then writes whole output rows, in order.
+        node_rows = (along_x @ nodes[..., channel].T).T
         for start in range(0, len(y), rows_per_chunk):
             stop = min(start + rows_per_chunk, len(y))
-            rows = along_y[start:stop] @ nodes[..., channel]
-            out[start:stop, :, channel] = (along_x @ rows.T).T
+            out[start:stop, :, channel] = along_y[start:stop] @ node_rows
     return out
-
-
-def _as_tensor(array, dtype):
-    return tf.cast(tf.convert_to_tensor(array), dtype)
 
 
 def interpolate_spline(train_points, train_values, query_points, *, order=2,
@@ -292,7 +390,8 @@ def interpolate_spline(train_points, train_values, query_points, *, order=2,
         Points at which to evaluate the spline.
     order : {1, 2, 3, 4}, optional
         Polyharmonic order: 1 is :math:`r`, 2 the thin-plate spline
-        :math:`r^2 \\log r`, 3 is :math:`r^3`, 4 is :math:`r^4 \\log r`.
+        :math:`r^2 \\log r`, 3 is :math:`r^3`, 4 is :math:`r^4 \\log r` (with
+        a quadratic tail).
     regularization : float, optional
         Smoothing: 0 interpolates exactly; larger values trade fidelity at the
         control points for a smoother surface (as ``smoothing`` in
@@ -301,10 +400,11 @@ def interpolate_spline(train_points, train_values, query_points, *, order=2,
     Returns
     -------
     values : `~numpy.ndarray` or `tf.Tensor`, shape (m,) or (m, k)
-        A NumPy array when every input was NumPy (or a sequence); a tensor
-        when any input was a tensor, so that gradients flow to the control
-        points and their values. The dtype is float64 when any input is
-        float64, otherwise float32.
+        A NumPy array computed in NumPy when every input was NumPy (or a
+        sequence); a tensor computed in TensorFlow when any input was a
+        tensor, so that gradients flow to the control points and their
+        values. The dtype is float64 when any input is float64, otherwise
+        float32.
 
     Examples
     --------
@@ -315,33 +415,34 @@ def interpolate_spline(train_points, train_values, query_points, *, order=2,
     >>> interpolate_spline(points, values, points).round(6)
     array([0. , 1. , 1. , 2. , 1.5])
     """
+    _check_order(order)
     inputs = (train_points, train_values, query_points)
-    return_tensor = any(tf.is_tensor(item) or isinstance(item, tf.Variable) for item in inputs)
-    dtypes = {tf.as_dtype(item.dtype) if hasattr(item, 'dtype') else tf.float64
-              for item in inputs}
-    dtype = tf.float64 if tf.float64 in dtypes else tf.float32
-
-    centers = _as_tensor(train_points, dtype)
-    values = _as_tensor(train_values, dtype)
-    queries = _as_tensor(query_points, dtype)
-    if centers.shape.rank != 2:
+    return_tensor = any(_is_tensor(item) for item in inputs)
+    dtypes = {np.dtype(getattr(item.dtype, 'as_numpy_dtype', item.dtype))
+              if hasattr(item, 'dtype') else np.dtype(np.float64) for item in inputs}
+    dtype = np.float64 if np.dtype(np.float64) in dtypes else np.float32
+    if return_tensor:
+        centers, values, queries = (tf.cast(tf.convert_to_tensor(item), dtype)
+                                    for item in inputs)
+    else:
+        centers, values, queries = (np.asarray(item, dtype=dtype) for item in inputs)
+    if len(centers.shape) != 2:
         raise ValueError(f'train_points must have shape (n, d); got {tuple(centers.shape)}')
-    if queries.shape.rank != 2 or queries.shape[1] != centers.shape[1]:
+    if len(queries.shape) != 2 or queries.shape[1] != centers.shape[1]:
         raise ValueError(f'query_points must have shape (m, {centers.shape[1]}); '
                          f'got {tuple(queries.shape)}')
-    squeeze = values.shape.rank == 1
+    squeeze = len(values.shape) == 1
     if squeeze:
         values = values[:, None]
-    if values.shape.rank != 2 or values.shape[0] != centers.shape[0]:
+    if len(values.shape) != 2 or values.shape[0] != centers.shape[0]:
         raise ValueError(f'train_values must have shape ({centers.shape[0]},) or '
                          f'({centers.shape[0]}, k); got {tuple(values.shape)}')
-    if centers.shape[0] < centers.shape[1] + 1:
-        raise ValueError(f'at least {centers.shape[1] + 1} control points are needed for '
-                         f'the linear tail in {centers.shape[1]} dimensions')
+    n_tail = tail_size(order, centers.shape[1])
+    if centers.shape[0] < n_tail:
+        raise ValueError(f'at least {n_tail} control points are needed for the polynomial '
+                         f'tail of order {order} in {centers.shape[1]} dimensions')
 
     weights, polynomial = solve_spline(centers, values, order=order,
                                        regularization=regularization)
     result = apply_spline(centers, weights, polynomial, queries, order=order)
-    if squeeze:
-        result = result[:, 0]
-    return result if return_tensor else result.numpy()
+    return result[:, 0] if squeeze else result

@@ -138,3 +138,110 @@ def test_too_few_samples():
     points, values, _, _ = surface_samples(step=40)
     with pytest.raises(ValueError, match='n_points'):
         fit_spline(points, values, np.ones(len(values)), (200, 300), FitConfig(n_points=64))
+
+
+def smooth_surface(points):
+    """A plane plus a broad bump on a 200 x 300 image: no spline order holds it exactly."""
+    x, y = points[:, 0] / 300, points[:, 1] / 300
+    return 0.3 * x - 0.2 * y + 0.5 * np.exp(-((x - 0.5) ** 2 + (y - 0.3) ** 2) / 0.08)
+
+
+def pixel_grid(shape):
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    return np.stack([xx.ravel(), yy.ravel()], axis=1).astype(float)
+
+
+@pytest.mark.parametrize('order', [1, 2, 3, 4])
+@pytest.mark.parametrize('epochs', [0, 100])
+def test_every_order_fits_a_smooth_surface(order, epochs):
+    shape = (200, 300)
+    points = surface_samples(shape, step=4)[0]
+    values = smooth_surface(points) + 0.01 * np.random.default_rng(0).standard_normal(len(points))
+    config = FitConfig(n_points=24, order=order, epochs=epochs, smoothing=0.0)
+    model = fit_spline(points, values, np.ones(len(values)), shape, config, progress=False)
+    assert np.all(np.isfinite(model.loss_history[1:]))
+    error = model.evaluate_image(shape, dtype=np.float64)[..., 0] \
+        - smooth_surface(pixel_grid(shape)).reshape(shape)
+    # The bump has amplitude 0.5; the noise is 0.01 per sample. The grid of
+    # 24 fixed points (epochs=0) holds the bump less well than moved points,
+    # and the cone-like r kernel (order 1) follows a smooth surface least well.
+    assert np.sqrt(np.mean(error ** 2)) < (0.012 if epochs == 0 else 0.006)
+    assert np.abs(error).max() < (0.06 if epochs == 0 or order == 1 else 0.02)
+
+
+def test_order_four_needs_a_grid_that_determines_its_quadratic_tail():
+    points, values, _, _ = surface_samples()
+    with pytest.raises(ValueError, match='polynomial tail of order 4'):
+        fit_spline(points, values, np.ones(len(values)), (200, 300),
+                   FitConfig(n_points=6, order=4))  # a 3 x 2 grid
+
+
+@pytest.mark.parametrize('pedestal', [0.0, 1e7, 1e9])
+@pytest.mark.parametrize('epochs', [0, 30])
+def test_a_large_pedestal_costs_no_precision(pedestal, epochs):
+    # A surface the 12-point thin-plate spline holds exactly: the error left
+    # is the noise averaged over the samples per control point.
+    shape, noise = (200, 300), 0.01
+    points, truth, centers, truth_values = surface_samples(step=4)
+    values = pedestal + truth + noise * np.random.default_rng(1).standard_normal(len(truth))
+    config = FitConfig(n_points=12, epochs=epochs, smoothing=0.0)
+    model = fit_spline(points, values, np.ones(len(values)), shape, config, progress=False)
+    image = model.evaluate_image(shape, dtype=np.float64)[..., 0]
+    assert image.dtype == np.float64
+    expected = interpolate_spline(centers / 300, truth_values,
+                                  pixel_grid(shape) / 300).reshape(shape)
+    error = image - pedestal - expected
+    averaged_noise = noise * np.sqrt(12 / len(values))
+    assert np.sqrt(np.mean(error ** 2)) < 1.5 * averaged_noise
+    assert np.abs(error).max() < 6 * averaged_noise
+    assert len(np.unique(image)) > 0.9 * image.size  # not quantized
+    assert_allclose(model.evaluate(points)[:, 0] - pedestal, truth, atol=6 * averaged_noise)
+
+
+@pytest.mark.parametrize('loss', ['robust', 'asymmetric'])
+def test_values_near_the_float32_limit(loss):
+    points, truth, _, _ = surface_samples()
+    values = (1.5e38 * truth / np.abs(truth).max()).astype(np.float32)
+    config = FitConfig(n_points=12, loss=loss, epochs=20)
+    model = fit_spline(points, values, np.ones(len(values)), (200, 300), config, progress=False)
+    assert np.all(np.isfinite(model.loss_history))
+    image = model.evaluate_image((200, 300))
+    assert image.dtype == np.float32 and np.all(np.isfinite(image))
+    # The fit follows the data (a sine-like surface of amplitude 1.5e38).
+    fitted = model.evaluate(points)[:, 0]
+    assert np.sqrt(np.mean((fitted - values) ** 2)) < 0.05 * 1.5e38
+
+
+def test_stop_reason_names_the_monitored_loss():
+    points, values, _, _ = surface_samples(noise=0.05, seed=2)
+    for fraction, monitored in [(0.2, 'held-out'), (0.0, 'training')]:
+        # A learning rate this large only makes things worse: stops at once.
+        config = FitConfig(n_points=12, epochs=200, patience=3, learning_rate=0.5,
+                           validation_fraction=fraction)
+        model = fit_spline(points, values, np.ones(len(values)), (200, 300), config,
+                           progress=False)
+        assert model.stop_reason == f'early stop: {monitored} loss did not improve in 3 steps'
+
+
+def evaluate_everything(model, points):
+    return (model.evaluate(points), model.standard_error(points),
+            model.evaluate_image((200, 300), dtype=np.float64))
+
+
+def test_a_fitted_model_pickles_and_evaluates_in_a_forked_process():
+    # TensorFlow has run in this process (the fit); a forked child that used
+    # it could hang, so the model's evaluation must not, and it travels pickled.
+    import multiprocessing
+    import pickle
+
+    points, values, _, _ = surface_samples(noise=0.01)
+    model = fit_spline(points, values, np.ones(len(values)), (200, 300),
+                       FitConfig(n_points=12, epochs=20), progress=False)
+    expected = evaluate_everything(model, points)
+    copy = pickle.loads(pickle.dumps(model))
+    for got, want in zip(evaluate_everything(copy, points), expected):
+        assert_allclose(got, want, rtol=0, atol=0)
+    with multiprocessing.get_context('fork').Pool(1) as pool:
+        in_child = pool.apply_async(evaluate_everything, (model, points)).get(timeout=120)
+    for got, want in zip(in_child, expected):
+        assert_allclose(got, want, rtol=0, atol=0)

@@ -1,4 +1,4 @@
-"""The TensorFlow polyharmonic spline against SciPy's RBFInterpolator."""
+"""The polyharmonic spline, in NumPy and in TensorFlow, against SciPy's RBFInterpolator."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -7,8 +7,11 @@ from scipy.interpolate import RBFInterpolator
 
 from astrobgopt import spline
 from astrobgopt.optimize import grid_control_points
-from astrobgopt.spline import (apply_spline, apply_spline_grid, interpolate_spline,
-                               solve_spline)
+from astrobgopt.spline import (apply_spline, apply_spline_grid, bending_energy,
+                               interpolate_spline, solve_spline)
+
+# Each input as NumPy (the NumPy path) or as tensors (the TensorFlow path).
+BACKENDS = {'numpy': np.asarray, 'tensorflow': tf.constant}
 
 
 @pytest.fixture
@@ -20,24 +23,69 @@ def scattered():
     return centers, values, queries
 
 
-@pytest.mark.parametrize('order, kernel', [(2, 'thin_plate_spline'), (3, 'cubic')])
+def reference_order_four(centers, values, queries, smoothing):
+    """An independent NumPy solve of the r^4 log r spline with a quadratic tail, with
+    the conditionally positive definite sign (-r^4 log r), as SciPy writes kernels."""
+    def kernel(a, b):
+        r = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)
+        with np.errstate(divide='ignore', invalid='ignore'):
+            return np.where(r > 0, -r ** 4 * np.log(r), 0.0)
+
+    def tail(p):
+        x, y = p[:, 0], p[:, 1]
+        return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+
+    n, p = len(centers), tail(centers)
+    lhs = np.block([[kernel(centers, centers) + smoothing * np.eye(n), p],
+                    [p.T, np.zeros((6, 6))]])
+    solution = np.linalg.solve(lhs, np.concatenate([values, np.zeros((6, values.shape[1]))]))
+    return kernel(queries, centers) @ solution[:n] + tail(queries) @ solution[n:]
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+@pytest.mark.parametrize('order, kernel', [(1, 'linear'), (2, 'thin_plate_spline'),
+                                           (3, 'cubic'), (4, None)])
 @pytest.mark.parametrize('smoothing', [0.0, 1e-2])
-def test_matches_scipy(scattered, order, kernel, smoothing):
+def test_matches_scipy(scattered, backend, order, kernel, smoothing):
     centers, values, queries = scattered
-    expected = RBFInterpolator(centers, values, kernel=kernel, degree=1,
-                               smoothing=smoothing)(queries)
-    result = interpolate_spline(centers, values, queries, order=order,
-                                regularization=smoothing)
+    if kernel is None:  # SciPy has no r^4 log r kernel
+        expected = reference_order_four(centers, values, queries, smoothing)
+    else:
+        expected = RBFInterpolator(centers, values, kernel=kernel, degree=1,
+                                   smoothing=smoothing)(queries)
+    as_backend = BACKENDS[backend]
+    result = interpolate_spline(as_backend(centers), as_backend(values), as_backend(queries),
+                                order=order, regularization=smoothing)
+    if backend == 'tensorflow':
+        assert tf.is_tensor(result)
+        result = result.numpy()
     assert isinstance(result, np.ndarray) and result.dtype == np.float64
     assert_allclose(result, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
 
 
-def test_order_one_matches_scipy_linear(scattered):
-    # SciPy's 'linear' kernel is -r: the same interpolant when not smoothing.
-    centers, values, queries = scattered
-    expected = RBFInterpolator(centers, values, kernel='linear', degree=1)(queries)
-    assert_allclose(interpolate_spline(centers, values, queries, order=1), expected,
-                    rtol=1e-6, atol=1e-9)
+def test_order_four_reproduces_quadratics(scattered):
+    centers, _, queries = scattered
+
+    def quadratic(p):
+        return 0.5 - p[:, 0] + 2 * p[:, 1] + 3 * p[:, 0] ** 2 - p[:, 0] * p[:, 1] + p[:, 1] ** 2
+
+    assert_allclose(interpolate_spline(centers, quadratic(centers), queries, order=4),
+                    quadratic(queries), atol=1e-8)
+
+
+@pytest.mark.parametrize('order', [1, 2, 3, 4])
+def test_bending_energy_is_positive_and_agrees_across_backends(scattered, order):
+    centers, values, _ = scattered
+    weights, _ = solve_spline(centers, values, order=order)
+    energy = bending_energy(centers, weights, order=order)
+    assert energy > 0
+    tf_weights, _ = solve_spline(tf.constant(centers), tf.constant(values), order=order)
+    assert_allclose(float(bending_energy(tf.constant(centers), tf_weights, order=order)),
+                    energy, rtol=1e-8)
+    # A plane costs nothing.
+    plane = (1 + centers[:, :1] - 2 * centers[:, 1:])
+    plane_weights, _ = solve_spline(centers, plane, order=order)
+    assert abs(bending_energy(centers, plane_weights, order=order)) < 1e-9 * energy
 
 
 @pytest.mark.parametrize('order', [1, 2, 3, 4])
@@ -90,19 +138,27 @@ def test_gradients_flow_to_positions_and_values(scattered):
                     rtol=1e-4)
 
 
-def test_grid_evaluation_in_chunks_matches_pointwise(scattered, monkeypatch):
+@pytest.mark.parametrize('order', [1, 2, 3, 4])
+def test_grid_evaluation_in_chunks_matches_pointwise(scattered, monkeypatch, order):
     centers, values, _ = scattered
-    weights, polynomial = solve_spline(tf.constant(centers), tf.constant(values))
+    weights, polynomial = solve_spline(tf.constant(centers), tf.constant(values), order=order)
     x = np.linspace(-0.1, 1.1, 37)
     y = np.linspace(0, 1, 23)
     monkeypatch.setattr(spline, '_GRID_CHUNK_ELEMENTS', 37 * 40 * 3)  # 3 rows a chunk
     grid = apply_spline_grid(centers, weights.numpy(), polynomial.numpy(), x, y,
-                             dtype=np.float64)
+                             order=order, dtype=np.float64)
     yy, xx = np.meshgrid(y, x, indexing='ij')
     points = tf.constant(np.stack([xx.ravel(), yy.ravel()], axis=1))
-    expected = apply_spline(tf.constant(centers), weights, polynomial, points).numpy()
+    expected = apply_spline(tf.constant(centers), weights, polynomial, points,
+                            order=order).numpy()
     assert grid.shape == (23, 37, 3)
-    assert_allclose(grid.reshape(-1, 3), expected, rtol=1e-10, atol=1e-10)
+    # NumPy's grid against TensorFlow's pointwise evaluation: rounding only.
+    assert_allclose(grid.reshape(-1, 3), expected, rtol=0, atol=1e-9 * np.abs(expected).max())
+    # An offset and scale are applied in float64 before the cast.
+    offset, scale = np.array([1e9, -2e8, 0.0]), np.array([1e-3, 2.0, 1.0])
+    shifted = apply_spline_grid(centers, weights.numpy(), polynomial.numpy(), x, y,
+                                order=order, dtype=np.float64, offset=offset, scale=scale)
+    assert_allclose(shifted - offset, scale * grid, rtol=0, atol=1e-6)
 
 
 def test_bad_input():
@@ -115,6 +171,8 @@ def test_bad_input():
         interpolate_spline(points, points[:4, 0], points)
     with pytest.raises(ValueError, match='at least 3'):
         interpolate_spline(points[:2], points[:2, 0], points)
+    with pytest.raises(ValueError, match='at least 6'):
+        interpolate_spline(points[:5], points[:5, 0], points, order=4)
 
 
 def test_coarse_grid_with_cubic_convolution_is_close_to_exact():
