@@ -80,8 +80,12 @@ class SplineOptBackground:
         galaxies, star halos) in the smoothed residual of a first fit, mask
         it and refit, for a few rounds (see
         `astrobgopt.extended.mask_extended_objects`). Keeps large bright
-        objects out of the background; turn off when the background itself
-        has compact bright features that few control points cannot follow.
+        objects out of the background. Any bright coherent structure
+        counts as an object, a compact glow of the sky (amplifier glow, a
+        town's glow in a small field) included, since from one frame the
+        two cannot be told apart: turn it off when the background itself
+        has such features (and raise ``n_points`` if they are small); see
+        the scenes page of the docs.
     progress : bool or None, optional
         Progress bar: None shows one only for fits longer than 2 s.
 

@@ -14,8 +14,9 @@ The fit runs in two stages:
    a learning rate halved on plateaus.
 
 Coordinates are divided by the longest image side and values are
-standardized by a robust offset and spread, so the learning rate means the
-same thing for every image.
+standardized by a robust offset and, after the initialization, by the noise
+of its residuals, so the learning rate means the same thing for every image
+and adding a smooth gradient to the data does not change the optimization.
 
 Losses
 ------
@@ -85,6 +86,10 @@ _EXACT_STEP_PER_SPACING = 16
 _EXACT_STEP_PER_CLOSEST = 8
 # Fewest held-out (and training) samples for validation-based early stopping.
 _MIN_VALIDATION_SAMPLES = 50
+# The Adam stage works on values in units of this many times the noise the
+# initialization leaves: a step of the default learning rate (1e-3) moves a
+# value by 0.03 sigma, so the default 300 steps can move it by 9 sigma.
+_NOISE_UNITS = 30.0
 
 
 @functools.cache
@@ -671,6 +676,14 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
     basis, bending = design.basis, design.bending
     control, sigma = _initial_values(basis[train], bending, target[train], fraction[train],
                                      config, start=start)
+    # From here on, values are in units of the noise the initialization
+    # leaves (times _NOISE_UNITS), not of the values' spread: that spread
+    # grows when a smooth gradient is added to the data, the noise does not,
+    # so the optimizer's steps (and its early stopping) mean the same on d
+    # and on d + gradient.
+    spread = spread * sigma * _NOISE_UNITS
+    target, control = target / (sigma * _NOISE_UNITS), control / (sigma * _NOISE_UNITS)
+    sigma = np.full_like(sigma, 1 / _NOISE_UNITS)
 
     history = np.full((1, 2), np.nan)
     stop_reason = 'epochs=0: initialization only'

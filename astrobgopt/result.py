@@ -3,17 +3,59 @@
 attributes of `photutils.background.Background2D`.
 """
 
+import math
 import time
 import warnings
 
 import numpy as np
-from astropy.stats import mad_std
+from astropy.stats import sigma_clip
 from astropy.table import QTable
 from astropy.utils import lazyproperty
+from astropy.utils.exceptions import AstropyUserWarning
 
 from .downsample import pixel_blocks
 
 __all__ = ['SplineOptBackgroundResult']
+
+# The background_rms map: boxes of at least _RMS_MIN_BOX pixels (a star fills
+# a small part of one), the residual clipped at _RMS_CLIP_SIGMA for up to
+# _RMS_CLIP_ITERS rounds, boxes with less than _RMS_MIN_USABLE of their
+# pixels usable left out, and the box map median-filtered over
+# _RMS_FILTER_SIZE boxes: photutils Background2D's recipe.
+_RMS_MIN_BOX = 32
+_RMS_CLIP_SIGMA = 3.0
+_RMS_CLIP_ITERS = 10
+_RMS_MIN_USABLE = 0.5
+_RMS_FILTER_SIZE = 3
+# Boxes above _RMS_OUTLIER_RATIO times the median of the _RMS_OUTLIER_SIZE
+# boxes around them are replaced by that median.
+_RMS_OUTLIER_SIZE = 7
+_RMS_OUTLIER_RATIO = 1.3
+# Percentile one Gaussian sigma below the median.
+_GAUSSIAN_LOWER_PERCENTILE = 15.865525393145708
+
+
+def _clipped_std(boxes):
+    """Standard deviation over the last axis after sigma clipping, ignoring NaN."""
+    with warnings.catch_warnings():
+        # Masked pixels are NaN and boxes without a usable pixel all NaN.
+        warnings.simplefilter('ignore', RuntimeWarning)
+        warnings.simplefilter('ignore', AstropyUserWarning)
+        clipped = sigma_clip(boxes, sigma=_RMS_CLIP_SIGMA, maxiters=_RMS_CLIP_ITERS, axis=-1,
+                             masked=False, copy=True)
+        return np.nanstd(clipped, axis=-1)
+
+
+def _lower_width(boxes):
+    """
+    Median minus 15.87th percentile over the last axis, ignoring NaN: the
+    sigma of Gaussian noise, from the side of the distribution that faint
+    unresolved stars (positive only) disturb least.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)  # boxes without a usable pixel
+        low, median = np.nanpercentile(boxes, [_GAUSSIAN_LOWER_PERCENTILE, 50], axis=-1)
+    return median - low
 
 
 class SplineOptBackgroundResult:
@@ -81,22 +123,62 @@ class SplineOptBackgroundResult:
         return self._present(self._background.copy())
 
     @lazyproperty
+    def rms_box_size(self):
+        """
+        Box size (pixels) of the `background_rms` map: the fitting block, but
+        at least 32 pixels, so that a star fills only a small part of a box.
+        """
+        return max(self.downscale_factor, _RMS_MIN_BOX)
+
+    @lazyproperty
     def _rms_mesh(self):
-        """Robust RMS of the residual in each block, (ny, nx, k); NaN where unusable."""
+        """
+        Noise of the residual in each RMS box, cleaned and median-filtered
+        (ny, nx, k); NaN in channels without a usable box.
+        """
+        from scipy.ndimage import median_filter
+
         start = time.perf_counter()
+        box = self.rms_box_size
         residual = np.where(self._usable[..., None], self._data - self._background, np.nan)
+        # Differences of neighbouring pixels, over sqrt(2), cancel whatever
+        # is smooth in the residual (a star's halo, a nebula the fit left)
+        # but underestimate correlated noise; the spread of the residual
+        # itself is right for any noise but grows on structure. The map is
+        # the smaller of the spread and the difference noise scaled by the
+        # median ratio of the two (1 for white noise).
+        differences = np.full_like(residual, np.nan)
+        differences[:, 1:] = np.diff(residual, axis=1) / math.sqrt(2)
+        boxes = pixel_blocks(residual, box, np.nan)
+        scatter = _lower_width(boxes)
+        difference_noise = _clipped_std(pixel_blocks(differences, box, np.nan))
         with warnings.catch_warnings():
-            warnings.simplefilter('ignore', RuntimeWarning)  # blocks without a usable pixel
-            rms = mad_std(pixel_blocks(residual, self.downscale_factor, np.nan), axis=-1,
-                          ignore_nan=True)
+            warnings.simplefilter('ignore', RuntimeWarning)  # channels without a usable box
+            correlation = np.nanmedian(scatter / difference_noise, axis=(0, 1))
+        rms = np.fmin(scatter, correlation * difference_noise)
+        usable = np.mean(np.isfinite(boxes), axis=-1) >= _RMS_MIN_USABLE
+        rms[~usable] = np.nan
+        for channel in range(rms.shape[2]):
+            plane = rms[..., channel]
+            if np.all(np.isnan(plane)):
+                continue
+            plane[np.isnan(plane)] = np.nanmedian(plane)
+            # Boxes a bright object still inflates (a star's core and halo
+            # cover several) stand well above their wider neighbourhood and
+            # take its median, as SExtractor's BACK_FILTERTHRESH does; the
+            # noise itself varies far less over that distance.
+            around = median_filter(plane, size=_RMS_OUTLIER_SIZE, mode='nearest')
+            plane = np.where(plane > _RMS_OUTLIER_RATIO * around, around, plane)
+            # Then Background2D's filter_size=3 smoothing.
+            rms[..., channel] = median_filter(plane, size=_RMS_FILTER_SIZE, mode='nearest')
         self.timings['rms'] = time.perf_counter() - start
         return rms
 
-    def _mesh_to_image(self, mesh):
+    def _mesh_to_image(self, mesh, factor):
         """
-        A block-grid map (ny, nx, k) at full resolution: blocks without a
-        value filled by the median, then bilinear interpolation between the
-        block centres.
+        A map on a grid of ``factor``-pixel boxes (ny, nx, k) at full
+        resolution: boxes without a value filled by the median, then bilinear
+        interpolation between the box centres.
         """
         from scipy.ndimage import map_coordinates
 
@@ -105,7 +187,6 @@ class SplineOptBackgroundResult:
             plane = mesh[..., channel]
             plane[~np.isfinite(plane)] = np.nanmedian(plane)
         height, width = self._data.shape[:2]
-        factor = self.downscale_factor
         rows = (np.arange(height) - (factor - 1) / 2) / factor
         cols = (np.arange(width) - (factor - 1) / 2) / factor
         grid = np.meshgrid(rows, cols, indexing='ij')
@@ -118,11 +199,21 @@ class SplineOptBackgroundResult:
         """
         RMS of the residual (data - background) at full resolution.
 
-        The robust (MAD) scatter of the residual in each fitting block, with
-        blocks that had no usable pixel filled by the median, interpolated
-        bilinearly to every pixel.
+        Much as `photutils.background.Background2D` makes it, in boxes of
+        `rms_box_size` pixels: in each box, the smaller of the residual's
+        spread below its median (median minus 15.87th percentile: faint
+        unresolved stars only add light) and the 3-sigma-clipped scatter of
+        neighbouring-pixel differences (which cancel a smooth halo), the
+        latter scaled by the median ratio of the two over the image (1 for
+        white noise, more for correlated noise). The box map is cleaned of
+        boxes an object still inflates (above 1.3 times the median of the
+        7 x 7 boxes around), median-filtered over 3 x 3 boxes (boxes with
+        fewer than half their pixels usable take the median) and
+        interpolated bilinearly to every pixel. The boxes are coarser than
+        the fitting blocks because a scatter needs many pixels and a star
+        must not fill a box.
         """
-        return self._mesh_to_image(self._rms_mesh)
+        return self._mesh_to_image(self._rms_mesh, self.rms_box_size)
 
     @lazyproperty
     def background_error(self):
@@ -142,7 +233,7 @@ class SplineOptBackgroundResult:
         if self.stretch is not None:
             value = self.model.evaluate(points)
             error = 0.5 * np.abs(self._to_linear(value + error) - self._to_linear(value - error))
-        return self._mesh_to_image(error.reshape(yy.shape + (-1,)))
+        return self._mesh_to_image(error.reshape(yy.shape + (-1,)), self.downscale_factor)
 
     @lazyproperty
     def background_mesh(self):
@@ -160,7 +251,7 @@ class SplineOptBackgroundResult:
 
     @lazyproperty
     def background_rms_median(self):
-        """Median of the block RMS map (per channel for colour)."""
+        """Median of the box RMS map (per channel for colour)."""
         rms = self._rms_mesh
         value = np.nanmedian(rms.reshape(-1, rms.shape[2]), axis=0).astype(self._dtype)
         value = value[0] if self._channel_axis is None else value
