@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from . import _choices
+from . import _choices, _isolation
 from ._docs import insert_fit_parameter_docs
 from .config import FitConfig, make_repr
 from .downsample import block_reduce_masked
@@ -70,7 +70,8 @@ class SplineOptBackground:
         objects out of the background; turn off when the background itself
         has compact bright features that few control points cannot follow.
     progress : bool or None, optional
-        Progress bar: None shows one only for fits longer than 2 s.
+        Progress bar on stderr: False (default) never, True always, None
+        only for fits longer than 2 s.
 
     Notes
     -----
@@ -105,7 +106,7 @@ class SplineOptBackground:
                  smoothing=FitConfig.smoothing, epochs=FitConfig.epochs,
                  learning_rate=FitConfig.learning_rate, batch_size=FitConfig.batch_size,
                  patience=FitConfig.patience, validation_fraction=FitConfig.validation_fraction,
-                 mask_extended=True, seed=FitConfig.seed, progress=None):
+                 mask_extended=True, seed=FitConfig.seed, progress=False):
         self.config = FitConfig(n_points=n_points, order=order, initializer=initializer,
                                 loss=loss, alpha=alpha, smoothing=smoothing, epochs=epochs,
                                 learning_rate=learning_rate, batch_size=batch_size,
@@ -281,7 +282,20 @@ class SplineOptBackground:
         -------
         model : `~astrobgopt.optimize.SplineModel`
             In the fit's (stretched) units.
+
+        Notes
+        -----
+        In a process forked after TensorFlow started (a ``fork`` process
+        pool), this stage runs in a helper process started for it (see
+        :doc:`/pipeline`): TensorFlow cannot run after a fork.
         """
+        # In a process forked after TensorFlow started, in a helper process.
+        model, timings = _isolation.call(self._fit, samples)
+        samples.timings.update(timings)
+        return model
+
+    def _fit(self, samples):
+        """`fit`'s work, in this process: the model and the samples' timings."""
         from .optimize import fit_spline
 
         start = time.perf_counter()
@@ -296,7 +310,7 @@ class SplineOptBackground:
         model = fit_spline(points, values, usable_fraction, samples.shape, self.config,
                            initial_values=initial_values, progress=self.progress)
         samples.timings['fit'] = time.perf_counter() - start
-        return model
+        return model, samples.timings
 
     def result(self, prepared, samples, model, *, fill_value=0.0):
         """

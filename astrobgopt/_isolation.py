@@ -1,0 +1,127 @@
+"""
+Running the TensorFlow stage safely in a process forked after TensorFlow ran.
+
+TensorFlow cannot run in a process forked after it started: its thread
+pools exist in the parent only, and the child's first operation waits on
+them forever. Pipelines fork process pools all the time (tqdm's
+``process_map`` and ``multiprocessing`` fork by default on Linux before
+Python 3.14), often after fitting a reference frame in the parent.
+
+So a fork is detected with `os.register_at_fork`: a child that inherits an
+imported TensorFlow runs every TensorFlow stage (`call`) in a helper process
+that was not forked but started afresh (``python -m astrobgopt._fitworker``,
+not ``multiprocessing``'s spawn, which would re-import the user's script).
+The helper talks pickle over pipes, stays alive for the child's later
+calls, keeps its output (TensorFlow's start-up log) to itself unless it
+fails, and ends when the child does. Everything else (evaluating the model,
+the RMS map) stays in the child, in NumPy.
+"""
+
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+
+from ._startup import load_numerical_core
+
+__all__ = ['call', 'fit_needs_helper', 'import_core']
+
+# Bytes of the helper's held output quoted when it fails.
+_OUTPUT_TAIL = 4000
+
+
+class _State:
+    """Per-process state; a forked child resets it (see `_after_fork_in_child`)."""
+
+    def __init__(self, tainted=False):
+        self.tainted = tainted
+        self.helper = None
+        self.lock = threading.Lock()
+
+
+_state = _State()
+
+
+def _after_fork_in_child():
+    global _state
+    helper = _state.helper
+    if helper is not None:
+        # The parent's pipes: close this process's copies only, so that the
+        # parent's helper still ends when the parent does.
+        for stream in (helper.process.stdin, helper.process.stdout, helper.output):
+            stream.close()
+    _state = _State(tainted=_state.tainted or 'tensorflow' in sys.modules)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def fit_needs_helper():
+    """Whether this process was forked after TensorFlow was imported."""
+    return _state.tainted
+
+
+class _Helper:
+    """A ``python -m astrobgopt._fitworker`` process and its pipes."""
+
+    def __init__(self):
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env['PYTHONPATH'] = os.pathsep.join(
+            [package_root] + [p for p in [env.get('PYTHONPATH')] if p])
+        self.output = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, '-m', f'{__package__}._fitworker'], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self.output, env=env)
+
+    def call(self, func, args, kwargs):
+        try:
+            pickle.dump((func, args, kwargs), self.process.stdin,
+                        protocol=pickle.HIGHEST_PROTOCOL)
+            self.process.stdin.flush()
+            return pickle.load(self.process.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError) as exc:
+            self.process.kill()
+            self.process.wait()
+            self.output.seek(max(0, self.output.seek(0, os.SEEK_END) - _OUTPUT_TAIL))
+            tail = self.output.read().decode(errors='replace')
+            raise RuntimeError(
+                f'the fit helper process (needed because this process was forked after '
+                f'TensorFlow started) failed with exit status {self.process.returncode}; its '
+                f'output ends:\n{tail}') from exc
+
+
+def import_core():
+    """
+    Import TensorFlow without its native start-up log (once), unless this
+    process was forked after it started (then it is imported already, and
+    finding its device would run it).
+    """
+    if not _state.tainted:
+        load_numerical_core()
+
+
+def call(func, *args, **kwargs):
+    """
+    ``func(*args, **kwargs)`` for a function that runs TensorFlow.
+
+    In a process forked after TensorFlow was imported, the call runs in the
+    helper process (``func``, its arguments and its result travel pickled;
+    warnings it raises are raised again here); elsewhere it runs here, the
+    first time after importing TensorFlow without its native start-up log.
+    """
+    if not _state.tainted:
+        import_core()
+        return func(*args, **kwargs)
+    with _state.lock:
+        if _state.helper is None:
+            _state.helper = _Helper()
+        succeeded, value, caught = _state.helper.call(func, args, kwargs)
+    for message in caught:
+        warnings.warn(message, stacklevel=2)
+    if not succeeded:
+        raise value
+    return value
