@@ -155,6 +155,14 @@ class SplineOptBackgroundResult:
         return mesh * self._unit if self._unit is not None else mesh
 
     @lazyproperty
+    def background_rms_mesh(self):
+        """The robust RMS of the residual in each fitting block (the low-resolution
+        RMS map; NaN where a block has no usable pixel)."""
+        mesh = self._rms_mesh.astype(self._dtype)
+        mesh = mesh[..., 0] if self._channel_axis is None else mesh
+        return mesh * self._unit if self._unit is not None else mesh
+
+    @lazyproperty
     def background_median(self):
         """Median of the low-resolution background map (per channel for colour)."""
         return np.median(self.background_mesh, axis=(0, 1))
