@@ -119,7 +119,11 @@ def call(func, *args, **kwargs):
     with _state.lock:
         if _state.helper is None:
             _state.helper = _Helper()
-        succeeded, value, caught = _state.helper.call(func, args, kwargs)
+        try:
+            succeeded, value, caught = _state.helper.call(func, args, kwargs)
+        except RuntimeError:
+            _state.helper = None  # the next call starts a new one
+            raise
     for message in caught:
         warnings.warn(message, stacklevel=2)
     if not succeeded:

@@ -53,7 +53,8 @@ def _other_entry_points(image):
 
 
 def _helper_pid_and_replays():
-    """Two calls through the helper of a tainted child, a warning, an error."""
+    """Calls through the helper of a tainted child: two, a warning, an error,
+    the helper's death and one more."""
     pids = [_isolation.call(os.getpid) for _ in range(2)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
@@ -62,7 +63,12 @@ def _helper_pid_and_replays():
         _isolation.call(int, 'not a number')
     except ValueError as exc:
         error = str(exc)
-    return pids, os.getpid(), [str(item.message) for item in caught], error
+    try:  # the helper dies: an error that says so, and a new helper next time
+        _isolation.call(os._exit, 3)
+    except RuntimeError as exc:
+        death = str(exc)
+    pids.append(_isolation.call(os.getpid))
+    return pids, os.getpid(), [str(item.message) for item in caught], error, death
 
 
 @pytest.mark.parametrize('method', ['fork', 'forkserver', 'spawn'])
@@ -96,11 +102,13 @@ def test_concurrent_futures_fork_pool_interpolator_and_ccd(image, parent_backgro
 def test_helper_serves_a_child_for_its_lifetime_and_replays_warnings_and_errors(
         parent_background):
     with multiprocessing.get_context('fork').Pool(1) as pool:
-        pids, child_pid, messages, error = pool.apply_async(
+        pids, child_pid, messages, error, death = pool.apply_async(
             _helper_pid_and_replays).get(timeout=TIMEOUT)
     assert pids[0] == pids[1] != child_pid
     assert messages == ['from the helper']
     assert 'not a number' in error
+    assert 'exit status 3' in death
+    assert pids[2] not in (pids[0], child_pid)
 
 
 def test_a_process_that_was_not_forked_runs_the_fit_itself(parent_background):
