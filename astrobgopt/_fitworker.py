@@ -45,7 +45,3 @@ def main():
 
     load_numerical_core()
     _serve(requests, replies)
-
-
-if __name__ == '__main__':
-    main()

@@ -9,8 +9,9 @@ Python 3.14), often after fitting a reference frame in the parent.
 
 So a fork is detected with `os.register_at_fork`: a child that inherits an
 imported TensorFlow runs every TensorFlow stage (`call`) in a helper process
-that was not forked but started afresh (``python -m astrobgopt._fitworker``,
-not ``multiprocessing``'s spawn, which would re-import the user's script).
+that was not forked but started afresh (`astrobgopt._fitworker` in a new
+interpreter with this process's import path; not ``multiprocessing``'s
+spawn, which would re-import the user's script).
 The helper talks pickle over pipes, stays alive for the child's later
 calls, keeps its output (TensorFlow's start-up log) to itself unless it
 fails, and ends when the child does. Everything else (evaluating the model,
@@ -65,17 +66,16 @@ def fit_needs_helper():
 
 
 class _Helper:
-    """A ``python -m astrobgopt._fitworker`` process and its pipes."""
+    """An `astrobgopt._fitworker` process and its pipes."""
 
     def __init__(self):
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ)
-        env['PYTHONPATH'] = os.pathsep.join(
-            [package_root] + [p for p in [env.get('PYTHONPATH')] if p])
+        # This process's import path, so that the helper imports the same
+        # astrobgopt (and whatever the pickled arguments need).
+        code = (f'import sys; sys.path[:] = {sys.path!r}; '
+                f'from {__package__}._fitworker import main; main()')
         self.output = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            [sys.executable, '-m', f'{__package__}._fitworker'], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self.output, env=env)
+        self.process = subprocess.Popen([sys.executable, '-c', code], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self.output)
 
     def call(self, func, args, kwargs):
         try:
