@@ -18,6 +18,7 @@ fails, and ends when the child does. Everything else (evaluating the model,
 the RMS map) stays in the child, in NumPy.
 """
 
+import atexit
 import os
 import pickle
 import subprocess
@@ -32,6 +33,8 @@ __all__ = ['call', 'fit_needs_helper', 'import_core']
 
 # Bytes of the helper's held output quoted when it fails.
 _OUTPUT_TAIL = 4000
+# Seconds a helper may take to end after its input closes.
+_CLOSE_SECONDS = 5
 
 
 class _State:
@@ -76,22 +79,36 @@ class _Helper:
         self.output = tempfile.TemporaryFile()
         self.process = subprocess.Popen([sys.executable, '-c', code], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=self.output)
+        self.owner = os.getpid()
+        atexit.register(self.close)
 
     def call(self, func, args, kwargs):
+        # Pickled before anything is written: an argument that does not
+        # pickle leaves the pipe clean.
+        request = pickle.dumps((func, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            pickle.dump((func, args, kwargs), self.process.stdin,
-                        protocol=pickle.HIGHEST_PROTOCOL)
+            self.process.stdin.write(request)
             self.process.stdin.flush()
             return pickle.load(self.process.stdout)
         except (EOFError, OSError, pickle.UnpicklingError) as exc:
-            self.process.kill()
-            self.process.wait()
+            self.close()
             self.output.seek(max(0, self.output.seek(0, os.SEEK_END) - _OUTPUT_TAIL))
             tail = self.output.read().decode(errors='replace')
             raise RuntimeError(
                 f'the fit helper process (needed because this process was forked after '
                 f'TensorFlow started) failed with exit status {self.process.returncode}; its '
                 f'output ends:\n{tail}') from exc
+
+    def close(self):
+        """End the helper (its input closed, then killed if it lingers)."""
+        if os.getpid() != self.owner or self.process.returncode is not None:
+            return
+        try:
+            self.process.stdin.close()
+            self.process.wait(timeout=_CLOSE_SECONDS)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
 
 
 def import_core():
@@ -121,8 +138,11 @@ def call(func, *args, **kwargs):
             _state.helper = _Helper()
         try:
             succeeded, value, caught = _state.helper.call(func, args, kwargs)
-        except RuntimeError:
-            _state.helper = None  # the next call starts a new one
+        except (RuntimeError, KeyboardInterrupt):
+            # Dead, or interrupted with its reply unread: the next call
+            # starts a new one.
+            _state.helper.close()
+            _state.helper = None
             raise
     for message in caught:
         warnings.warn(message, stacklevel=2)
