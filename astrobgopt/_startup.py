@@ -39,7 +39,11 @@ def load_numerical_core(*, show_log=False):
     quiet = not show_log and 'tensorflow' not in sys.modules
     with _native_stderr_held() if quiet else contextlib.nullcontext():
         # Looking for GPUs initialises CUDA, which logs too.
-        return importlib.import_module('.optimize', __package__).compute_device()
+        device = importlib.import_module('.optimize', __package__).compute_device()
+    # The rest of the core: SciPy's image filters (extended-object masking,
+    # the RMS map), half a second to import that would land on the first fit.
+    importlib.import_module('scipy.ndimage')
+    return device
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from numbers import Real
 import numpy as np
 from astropy.units import Quantity
 
-from . import _choices
+from . import _choices, _isolation
 from ._docs import insert_fit_parameter_docs
 from .config import FitConfig, make_repr
 from .downsample import block_reduce_masked
@@ -87,7 +87,8 @@ class SplineOptBackground:
         has such features (and raise ``n_points`` if they are small); see
         the scenes page of the docs.
     progress : bool or None, optional
-        Progress bar: None shows one only for fits longer than 2 s.
+        Progress bar on stderr: False (default) never, True always, None
+        only for fits longer than 2 s.
 
     Notes
     -----
@@ -122,7 +123,7 @@ class SplineOptBackground:
                  smoothing=FitConfig.smoothing, epochs=FitConfig.epochs,
                  learning_rate=FitConfig.learning_rate, batch_size=FitConfig.batch_size,
                  patience=FitConfig.patience, validation_fraction=FitConfig.validation_fraction,
-                 mask_extended=True, seed=FitConfig.seed, progress=None):
+                 mask_extended=True, seed=FitConfig.seed, progress=False):
         self.config = FitConfig(n_points=n_points, order=order, initializer=initializer,
                                 loss=loss, alpha=alpha, smoothing=smoothing, epochs=epochs,
                                 learning_rate=learning_rate, batch_size=batch_size,
@@ -309,23 +310,37 @@ class SplineOptBackground:
         Raises
         ------
         ValueError
-            If there are fewer than ``n_points + 3`` usable samples
-            (checked before any heavy work).
-        """
-        from .optimize import fit_spline
+            If there are fewer usable samples than control points plus the
+            spline's polynomial tail (checked before any heavy work).
 
+        Notes
+        -----
+        In a process forked after TensorFlow started (a ``fork`` process
+        pool), this stage runs in a helper process started for it (see
+        :doc:`/pipeline`): TensorFlow cannot run after a fork.
+        """
         # Before any heavy work: the design of too many control points
         # takes minutes and gigabytes before the fit could refuse it.
         n_usable = np.count_nonzero(samples.arrays()[2] > 0)
-        if n_usable < self.config.n_points + 3:
+        n_needed = self.config.n_points + _choices.tail_size(self.config.order)
+        if n_usable < n_needed:
             advice = ['use a smaller downscale factor' if samples.include_blocks
                       else 'give more sample points', 'mask less']
             if self.config.n_points > _choices.MIN_CONTROL_POINTS:
                 advice.insert(0, 'use fewer control points')
             raise ValueError(f'only {n_usable} usable samples for n_points='
                              f'{self.config.n_points} control points, which need at least '
-                             f'{self.config.n_points + 3}: {", ".join(advice[:-1])} or '
+                             f'{n_needed}: {", ".join(advice[:-1])} or '
                              f'{advice[-1]}')
+        # In a process forked after TensorFlow started, in a helper process.
+        model, timings = _isolation.call(self._fit, samples)
+        samples.timings.update(timings)
+        return model
+
+    def _fit(self, samples):
+        """`fit`'s work, in this process: the model and the samples' timings."""
+        from .optimize import fit_spline
+
         start = time.perf_counter()
         block_fraction = initial_values = None
         if self.mask_extended and samples.include_blocks:
@@ -338,7 +353,7 @@ class SplineOptBackground:
         model = fit_spline(points, values, usable_fraction, samples.shape, self.config,
                            initial_values=initial_values, progress=self.progress)
         samples.timings['fit'] = time.perf_counter() - start
-        return model
+        return model, samples.timings
 
     def result(self, prepared, samples, model, *, fill_value=0.0):
         """

@@ -3,12 +3,17 @@ The spline as a photutils `~photutils.background.Background2D` interpolator,
 and a path that needs no interpolator keyword (photutils 4.0 removes it).
 """
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.units import Quantity
 
+from . import _isolation
+from ._choices import tail_size
 from ._docs import insert_fit_parameter_docs
 from .config import FitConfig, make_repr
 
@@ -21,6 +26,9 @@ __all__ = ['SplineOptInterpolator', 'SplineMeshBackground', 'spline_background']
 # many mesh boxes, between 4 and 256 points.
 _BOXES_PER_POINT = 16
 _MAX_AUTO_POINTS = 256
+# Fits remembered per interpolator (by mesh content): Background2D's
+# background and RMS meshes, with room to spare.
+_CACHED_FITS = 4
 
 
 def _box_centres(n_boxes, box):
@@ -84,8 +92,10 @@ class SplineOptInterpolator:
     Notes
     -----
     Box centres are at ``index * box_size + (box_size - 1) / 2`` as in
-    photutils. ``Background2D`` recomputes ``background`` on every access;
-    keep the array in a variable rather than reading the attribute twice.
+    photutils. photutils 2 recomputes ``background`` and ``background_rms``
+    on every access; the interpolator remembers its last few fits by the
+    content of the mesh (and the shape, box size and dtype asked for), so
+    reading them again costs no new fit. It forgets them when pickled.
     """
 
     def __init__(self, *, n_points=None, order=FitConfig.order,
@@ -101,9 +111,24 @@ class SplineOptInterpolator:
                                  initializer=initializer, loss=loss, smoothing=smoothing,
                                  epochs=epochs, learning_rate=learning_rate, patience=patience,
                                  validation_fraction=validation_fraction, seed=seed)
+        self._forget_fits()
 
     def __repr__(self):
         return make_repr(self, fallback=self._config)
+
+    def _forget_fits(self):
+        # Fits by mesh, most recent last: key -> (image, model).
+        self._fits = OrderedDict()
+        self._fits_lock = threading.Lock()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state['_fits'], state['_fits_lock']
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._forget_fits()
 
     def __call__(self, mesh, **kwargs):
         """
@@ -185,6 +210,25 @@ class SplineOptInterpolator:
         if box_fraction.shape != mesh.shape:
             raise ValueError(f'usable_fraction must have the mesh shape {mesh.shape}; '
                              f'got {box_fraction.shape}')
+        digest = hashlib.blake2b(mesh.tobytes())
+        digest.update(box_fraction.tobytes())
+        # The options too: they may have been changed since.
+        key = (digest.hexdigest(), mesh.shape, shape, (box_y, box_x), dtype.str, repr(self))
+        with self._fits_lock:
+            if key in self._fits:
+                self._fits.move_to_end(key)
+                image, model = self._fits[key]
+                return image.copy(), model
+        image, model = self._fit_mesh(mesh, box_fraction, shape, (box_y, box_x), dtype)
+        with self._fits_lock:
+            self._fits[key] = image, model
+            while len(self._fits) > _CACHED_FITS:
+                self._fits.popitem(last=False)
+        return image.copy(), model
+
+    def _fit_mesh(self, mesh, box_fraction, shape, box, dtype):
+        """`interpolate`'s fit, for checked arguments."""
+        box_y, box_x = box
         usable = np.isfinite(mesh) & (box_fraction > 0)
         if not usable.any():
             raise ValueError('no mesh box has a finite value and a usable fraction above 0')
@@ -195,22 +239,22 @@ class SplineOptInterpolator:
         n_points = self.n_points
         if n_points is None:
             n_points = int(np.clip(usable.sum() // _BOXES_PER_POINT, 4, _MAX_AUTO_POINTS))
-        from .optimize import fit_spline
-        from .spline import tail_size
-
         n_needed = n_points + tail_size(self._config.order)
         if usable.sum() < n_needed:
             raise ValueError(
                 f'the mesh has {usable.sum()} usable boxes, too few for {n_points} control '
                 f'points of order {self._config.order} (at least {n_needed} are needed): use '
                 'fewer control points (n_points) or a smaller box_size')
+        _isolation.import_core()
+        from .optimize import fit_spline
 
         yy, xx = np.meshgrid(_box_centres(mesh.shape[0], box_y),
                              _box_centres(mesh.shape[1], box_x), indexing='ij')
         points = np.stack([xx[usable], yy[usable]], axis=1)
         config = FitConfig(**{**self._config.to_dict(), 'n_points': n_points})
-        model = fit_spline(points, values, np.clip(box_fraction[usable], 0, 1), shape, config,
-                           progress=self.progress, progress_desc='mesh spline fit')
+        model = _isolation.call(fit_spline, points, values, np.clip(box_fraction[usable], 0, 1),
+                                shape, config, progress=self.progress,
+                                progress_desc='mesh spline fit')
         image = model.evaluate_image(shape, dtype=dtype)[..., 0]
         return image.astype(dtype, copy=False), model
 

@@ -13,6 +13,7 @@ from astropy.table import QTable
 from astropy.utils import lazyproperty
 from astropy.utils.exceptions import AstropyUserWarning
 
+from . import _isolation
 from .downsample import pixel_blocks
 
 __all__ = ['SplineOptBackgroundResult']
@@ -245,6 +246,14 @@ class SplineOptBackgroundResult:
         return mesh * self._unit if self._unit is not None else mesh
 
     @lazyproperty
+    def background_rms_mesh(self):
+        """The robust RMS of the residual in each fitting block (the low-resolution
+        RMS map; NaN where a block has no usable pixel)."""
+        mesh = self._rms_mesh.astype(self._dtype)
+        mesh = mesh[..., 0] if self._channel_axis is None else mesh
+        return mesh * self._unit if self._unit is not None else mesh
+
+    @lazyproperty
     def background_median(self):
         """Median of the low-resolution background map (per channel for colour)."""
         return np.median(self.background_mesh, axis=(0, 1))
@@ -303,24 +312,41 @@ class SplineOptBackgroundResult:
                 'n_control_points': len(self.model.control_points),
                 'stop_reason': self.model.stop_reason,
                 'n_steps': len(self.model.loss_history) - 1,
-                'device': compute_device(),
+                'device': _isolation.call(compute_device),
                 'timings': dict(self.timings)}
 
-    def plot_meshes(self, *, ax=None, marker='+', color='red', markersize=None, alpha=None,
-                    show_initial=False, **kwargs):
+    def plot_meshes(self, *, ax=None, marker='+', markersize=None, color='blue', alpha=None,
+                    outlines=False, show_initial=False, **kwargs):
         """
-        Plot the control points (over an image already shown on ``ax``).
+        Plot the control points and, optionally, the fitting blocks (over an
+        image already shown on ``ax``).
+
+        The keywords are those of
+        `photutils.background.Background2D.plot_meshes`, with the same
+        meaning; the markers show the spline's control points, the nodes of
+        this model, where photutils marks its box centres.
 
         Parameters
         ----------
         ax : `matplotlib.axes.Axes`, optional
             Axes to draw on (default: the current axes).
-        marker, color, markersize, alpha : optional
-            Marker style of the final control points.
+        marker : str, optional
+            Matplotlib marker of the control points.
+        markersize : float, optional
+            Marker size in points**2 (matplotlib's ``s``; default
+            ``rcParams['lines.markersize'] ** 2``); 0 draws no markers.
+        color : str, optional
+            Color of the markers and outlines.
+        alpha : float, optional
+            Opacity of the markers and outlines.
+        outlines : bool, optional
+            Also draw the outlines of the blocks the spline was fitted to
+            (the low-resolution mesh, ``downscale_factor`` pixels square).
         show_initial : bool, optional
             Also mark the initial positions and draw how each point moved.
         **kwargs
-            Passed to `matplotlib.axes.Axes.scatter`.
+            Passed to the `matplotlib.patches.Patch` of the outlines (used
+            only with ``outlines=True``), as photutils does.
 
         Returns
         -------
@@ -331,13 +357,33 @@ class SplineOptBackgroundResult:
         if ax is None:
             ax = plt.gca()
         final = self.model.control_points
-        size = None if markersize is None else markersize ** 2
         if show_initial:
             initial = self.model.initial_control_points
-            ax.scatter(initial[:, 0], initial[:, 1], marker='o', s=size, facecolors='none',
-                       edgecolors=color, alpha=0.5 if alpha is None else alpha)
+            ax.scatter(initial[:, 0], initial[:, 1], marker='o', s=markersize,
+                       facecolors='none', edgecolors=color, alpha=0.5 if alpha is None else alpha)
             for (x0, y0), (x1, y1) in zip(initial, final):
                 ax.plot([x0, x1], [y0, y1], color=color, lw=0.8, alpha=alpha)
-        ax.scatter(final[:, 0], final[:, 1], marker=marker, color=color, s=size, alpha=alpha,
-                   **kwargs)
+        ax.scatter(final[:, 0], final[:, 1], s=markersize, marker=marker, color=color,
+                   alpha=alpha)
+        if outlines:
+            ax.add_patch(self._block_outlines(color=color, alpha=alpha, **kwargs))
         return ax
+
+    def _block_outlines(self, **kwargs):
+        """The edges of every fitting block as one patch (one path: fast to draw)."""
+        from matplotlib.patches import PathPatch
+        from matplotlib.path import Path
+
+        height, width = self._data.shape[:2]
+        factor = self.downscale_factor
+        # Block edges in pixel coordinates (pixel centres at integers); the
+        # last block of each axis ends at the image edge (it may be partial,
+        # see `astrobgopt.downsample.pixel_blocks`).
+        x_edges = np.append(np.arange(len(self._samples.x)) * factor, width) - 0.5
+        y_edges = np.append(np.arange(len(self._samples.y)) * factor, height) - 0.5
+        lines = [((x, y_edges[0]), (x, y_edges[-1])) for x in x_edges]
+        lines += [((x_edges[0], y), (x_edges[-1], y)) for y in y_edges]
+        vertices = np.array(lines, dtype=float).reshape(-1, 2)
+        codes = np.tile([Path.MOVETO, Path.LINETO], len(lines))
+        kwargs.setdefault('fill', False)
+        return PathPatch(Path(vertices, codes), **kwargs)

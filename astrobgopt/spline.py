@@ -40,7 +40,6 @@ NumPy path evaluates fitted models without TensorFlow (so it is safe in a
 forked process).
 """
 
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -51,7 +50,7 @@ import tensorflow as tf
 # otherwise land on the first evaluation of a model.
 from scipy import sparse
 
-from ._choices import SUPPORTED_ORDERS
+from ._choices import SUPPORTED_ORDERS, TAIL_DEGREE, tail_size
 
 __all__ = ['interpolate_spline', 'solve_spline', 'apply_spline', 'apply_spline_grid',
            'bending_energy', 'tail_size', 'SUPPORTED_ORDERS']
@@ -61,10 +60,6 @@ __all__ = ['interpolate_spline', 'solve_spline', 'apply_spline', 'apply_spline_g
 # query point sits exactly on a control point (odd orders).
 _MIN_SQUARED_DISTANCE = {np.dtype(np.float32): 1e-20, np.dtype(np.float64): 1e-60}
 
-# Degree of the polynomial tail per order: r and r^3 need at least 0 and 1,
-# r^2 log r 1, r^4 log r 2 (the order of conditional positive definiteness
-# minus one); 1 is kept for order 1 so that it matches SciPy's degree=1.
-_TAIL_DEGREE = {1: 1, 2: 1, 3: 1, 4: 2}
 # Sign making each kernel conditionally positive definite: (-1)**m for
 # conditional order m (1 for r, 2 for r^2 log r and r^3, 3 for r^4 log r).
 _KERNEL_SIGN = {1: -1.0, 2: 1.0, 3: 1.0, 4: -1.0}
@@ -111,15 +106,6 @@ def _check_order(order):
         raise ValueError(f'order must be one of {SUPPORTED_ORDERS}; got {order!r}')
 
 
-def tail_size(order, n_dims=2):
-    """
-    Number of polynomial-tail coefficients of a spline of ``order`` in
-    ``n_dims`` dimensions: the fewest control points that can determine it.
-    """
-    _check_order(order)
-    return math.comb(n_dims + _TAIL_DEGREE[order], n_dims)
-
-
 def _kernel(squared_distance, order, ops):
     """Polyharmonic radial basis function evaluated from squared distances."""
     r2 = squared_distance
@@ -149,7 +135,7 @@ def _squared_distance(points_a, points_b, ops):
 def _polynomial_basis(points, order, ops):
     """The tail's monomials at each point: 1, x, y, ... then x^2, xy, y^2, ..."""
     columns = [ops.ones_like(points[:, 0])] + [points[:, axis] for axis in range(points.shape[1])]
-    if _TAIL_DEGREE[order] == 2:
+    if TAIL_DEGREE[order] == 2:
         columns += [points[:, i] * points[:, j]
                     for i in range(points.shape[1]) for j in range(i, points.shape[1])]
     return ops.stack(columns, axis=1)

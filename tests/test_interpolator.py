@@ -158,3 +158,40 @@ def test_spline_background_knows_the_shape():
     for shape in ((90, 130, 1), 'garbage', (90.5, 130)):
         with pytest.raises(ValueError, match='shape must be'):
             spline_background(bkg, shape=shape, interpolator=interpolator)
+
+
+def test_reading_background2d_attributes_again_costs_no_new_fit(monkeypatch):
+    # photutils 2 recomputes background and background_rms on every access
+    # (photutils 3 caches them): either way one fit per distinct mesh.
+    import astrobgopt.optimize
+
+    fits = []
+    fit_spline = astrobgopt.optimize.fit_spline
+    monkeypatch.setattr(astrobgopt.optimize, 'fit_spline',
+                        lambda *args, **kwargs: fits.append(1) or fit_spline(*args, **kwargs))
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:160, :200]
+    data = 10 + 0.01 * xx + 0.02 * yy + rng.normal(0, (1 + xx / 200), (160, 200))
+    interpolator = SplineOptInterpolator(n_points=9, epochs=20)
+    bkg = background2d(data, 20, interpolator=interpolator)
+    first = bkg.background
+    first[:] = 0  # a caller's change does not reach the remembered fit
+    for _ in range(2):
+        assert_allclose(bkg.background, background2d(data, 20).background, atol=1.0)
+        assert np.all(bkg.background_rms > 0)
+    assert len(fits) == 2  # the background mesh and the RMS mesh
+
+    # Calling the interpolator itself: a new mesh, a new shape or new
+    # options fit again; the same arguments do not.
+    mesh = bkg.background_mesh
+    interpolator(mesh, shape=data.shape, box_size=20, dtype=np.float64)
+    assert len(fits) == 2
+    interpolator(mesh + 1, shape=data.shape, box_size=20, dtype=np.float64)
+    interpolator(mesh, shape=(159, 200), box_size=20, dtype=np.float64)
+    interpolator.n_points = 12
+    interpolator(mesh, shape=data.shape, box_size=20, dtype=np.float64)
+    assert len(fits) == 5
+    # Pickled, an interpolator carries its options, not its fits.
+    import pickle
+
+    assert repr(pickle.loads(pickle.dumps(interpolator))) == repr(interpolator)

@@ -1,0 +1,126 @@
+"""
+Per-frame cost inside a photometry pipeline (issue 14): a 512 x 512 float64
+frame, with every attribute such a pipeline reads (``background`` twice,
+``background_rms``, both medians, ``plot_meshes``), against
+``Background2D(image, 16)`` and SEP measured in the same run.
+
+Rows: warm calls in this process; the first call in a new process (after
+importing TensorFlow, which is timed apart); the first and a later call in a
+child forked after a fit in the parent (the fit then runs in a helper
+process that imports TensorFlow, see docs/pipeline.rst).
+
+Run: ``python benchmarks/bench_pipeline.py``.
+Targets: warm <= 1.5 x Background2D(16); first call <= 2 x warm.
+"""
+import functools
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import print_table, timed  # noqa: E402
+
+SHAPE = (512, 512)
+REPEAT = 5
+
+
+def frame():
+    from astrobgopt.datasets import make_light_pollution_sky
+
+    return make_light_pollution_sky(SHAPE, seed=14).image.astype('>f8')
+
+
+def pipeline_reads(estimator, image):
+    """Everything the pipeline reads from one frame's background."""
+    import matplotlib
+
+    matplotlib.use('agg')
+    import matplotlib.pyplot as plt
+
+    bkg = estimator(image)
+    for name in ('background', 'background', 'background_rms'):
+        getattr(bkg, name)
+    row = [float(bkg.background_median), float(bkg.background_rms_median)]
+    fig, ax = plt.subplots()
+    bkg.plot_meshes(ax=ax, outlines=True, marker='.', color='red', alpha=0.3)
+    plt.close(fig)
+    return row
+
+
+def sep_reads(image):
+    import sep
+
+    bkg = sep.Background(image.astype(float))
+    return bkg.back(), bkg.back(), bkg.rms(), float(bkg.globalback), float(bkg.globalrms)
+
+
+def _timed_in_child(estimator, image):
+    """Seconds of two calls in a (forked) pool worker."""
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        pipeline_reads(estimator, image)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+FIRST_CALL = """
+import json, sys, time
+sys.path.insert(0, {here!r})
+from bench_pipeline import frame, pipeline_reads
+from astrobgopt import SplineOptBackground
+from astrobgopt._startup import load_numerical_core
+image = frame()
+start = time.perf_counter()
+load_numerical_core()
+tf_import = time.perf_counter() - start
+start = time.perf_counter()
+pipeline_reads(SplineOptBackground(), image)
+print(json.dumps([tf_import, time.perf_counter() - start]))
+"""
+
+
+def main():
+    from photutils.background import Background2D
+
+    from astrobgopt import SplineOptBackground
+
+    image = frame()
+    estimator = SplineOptBackground()
+    pipeline_reads(estimator, image)  # TensorFlow imported and traced
+    _, warm = timed(pipeline_reads, estimator, image, repeat=REPEAT)
+    _, photutils = timed(pipeline_reads, functools.partial(Background2D, box_size=16), image,
+                         repeat=REPEAT)
+    try:
+        _, sep_seconds = timed(sep_reads, image, repeat=REPEAT)
+    except ImportError:
+        sep_seconds = float('nan')
+
+    done = subprocess.run([sys.executable, '-c', FIRST_CALL.format(here=os.path.dirname(
+        os.path.abspath(__file__)))], capture_output=True, text=True, check=True)
+    tf_import, first = json.loads(done.stdout)
+
+    with multiprocessing.get_context('fork').Pool(1) as pool:
+        forked_first, forked_later = pool.apply_async(
+            _timed_in_child, (estimator, image)).get(timeout=600)
+
+    rows = [['SplineOptBackground, warm', f'{warm:.3f}', f'{warm / photutils:.2f}', '1.00'],
+            ['SplineOptBackground, first call in a new process', f'{first:.3f}',
+             f'{first / photutils:.2f}', f'{first / warm:.2f}'],
+            ['  (importing TensorFlow before it)', f'{tf_import:.3f}', '', ''],
+            ['SplineOptBackground, first call in a forked child', f'{forked_first:.3f}',
+             f'{forked_first / photutils:.2f}', f'{forked_first / warm:.2f}'],
+            ['SplineOptBackground, later call in a forked child', f'{forked_later:.3f}',
+             f'{forked_later / photutils:.2f}', f'{forked_later / warm:.2f}'],
+            ['Background2D(image, 16)', f'{photutils:.3f}', '1.00', ''],
+            ['SEP Background', f'{sep_seconds:.3f}', f'{sep_seconds / photutils:.2f}', '']]
+    print_table(f'Per frame, {SHAPE[0]} x {SHAPE[1]} big-endian float64, every attribute a '
+                f'pipeline reads (median of {REPEAT})',
+                ['', 'seconds', 'x Background2D(16)', 'x warm'], rows)
+
+
+if __name__ == '__main__':
+    main()
