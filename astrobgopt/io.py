@@ -7,6 +7,11 @@ which replaces the target only once it is complete, so an interrupted or
 failing write never leaves a truncated file and never touches the target.
 A temporary stranded by a killed process is removed by the next write of
 the same target.
+
+This module is longer than most (about 800 lines) on purpose: the three
+formats share one contract (the layout of channels, alpha, headers and WCS,
+provenance, the pixel types each can store, atomic writes), and keeping
+their readers and writers beside that contract is what keeps them in step.
 """
 
 import dataclasses

@@ -23,6 +23,10 @@ noise, as their sources define them. `Scene.noise` is the noise of the
 `load_m13_scene` adds a real frame, a crowded globular cluster from astropy's
 test data, whose background is unknown: it serves the equivariance metric
 (`astrobgopt.validation.equivariance_rms`) only.
+
+The module is long (about 600 lines) because it is a catalogue: one short
+function per scene family, sharing the noise model and the object rules
+above, which are easier to check side by side than across files.
 """
 
 import math
