@@ -91,6 +91,7 @@ def frame_sets(directory):
     return names, partial
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_batch_is_one_line_and_leaves_no_partial_outputs(tmp_path):
     # Finding B5: Ctrl-C printed 75 lines with 5 Dask tracebacks. Ctrl-C
     # signals the terminal's whole process group: so does this test.
