@@ -185,19 +185,20 @@ def _rasterize(region, shape, wcs, mask, *, include, location):
     from regions import LinePixelRegion, PixelRegion, PixCoord, PointPixelRegion, RegionMeta
 
     name = _describe(region)
-    if isinstance(region, PixelRegion):
-        pixel_region = region
-    else:
-        pixel_region = region.to_pixel(_celestial_wcs(wcs, name, location))
-    if isinstance(pixel_region, (PointPixelRegion, LinePixelRegion)):
-        warnings.warn(f'skipping {name} ({location}): points, lines and text labels have no '
-                      'area to mask', AstropyUserWarning, stacklevel=3)
-        return
+    on_sky = not isinstance(region, PixelRegion)
+    celestial = _celestial_wcs(wcs, name, location) if on_sky else None
+    # Depending on the regions version, a region the WCS cannot place fails
+    # in to_pixel or later in bounding_box: both get the same message.
     try:
+        pixel_region = region.to_pixel(celestial) if on_sky else region
+        if isinstance(pixel_region, (PointPixelRegion, LinePixelRegion)):
+            warnings.warn(f'skipping {name} ({location}): points, lines and text labels have '
+                          'no area to mask', AstropyUserWarning, stacklevel=3)
+            return
         box = pixel_region.bounding_box
     except (ValueError, OverflowError) as exc:
-        cause = ('has no finite pixel position or size in the image WCS'
-                 if pixel_region is not region else 'has a position or size that is not finite')
+        cause = ('has no finite pixel position or size in the image WCS' if on_sky
+                 else 'has a position or size that is not finite')
         raise ValueError(f'{name} {cause} ({exc}): correct or remove {location}') from exc
     first_row, end_row = max(box.iymin, 0), min(box.iymax, shape[0])
     first_column, end_column = max(box.ixmin, 0), min(box.ixmax, shape[1])
