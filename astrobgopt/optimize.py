@@ -48,6 +48,7 @@ keeps the surface smooth where no data constrain it.
 
 import functools
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,7 +58,8 @@ from astropy.stats import mad_std
 from ._choices import INITIALIZERS, LOSSES
 from .config import FitConfig
 from .spline import (_NUMPY, _determines_tail, _squared_distance, apply_spline,
-                     apply_spline_grid, bending_energy, solve_spline, tail_size)
+                     apply_spline_grid, bending_energy, single_threaded_blas, solve_spline,
+                     tail_size)
 
 __all__ = ['SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
            'INITIALIZERS', 'compute_device', 'grid_control_points', 'initial_control_points']
@@ -85,6 +87,34 @@ _EXACT_STEP_PER_SPACING = 16
 _EXACT_STEP_PER_CLOSEST = 8
 # Fewest held-out (and training) samples for validation-based early stopping.
 _MIN_VALIDATION_SAMPLES = 50
+
+
+def _limit_tensorflow_threads():
+    """
+    One intra-op and one inter-op thread for TensorFlow, unless the user chose.
+
+    A step of the fit is a chain of small operations (about 12,000 x 256):
+    split over threads, each waits (spinning) for the others more than it
+    computes, which doubled the CPU time of a fit and tripled it beside a
+    competing process, for no gain in wall time. The pools can only be
+    sized before TensorFlow's runtime starts; if it already has, or
+    ``TF_NUM_INTRAOP_THREADS`` / ``TF_NUM_INTEROP_THREADS`` or
+    `tf.config.threading` set them, they are left alone.
+    """
+    threading = tf.config.threading
+    for name, get, set_ in (
+            ('TF_NUM_INTRAOP_THREADS', threading.get_intra_op_parallelism_threads,
+             threading.set_intra_op_parallelism_threads),
+            ('TF_NUM_INTEROP_THREADS', threading.get_inter_op_parallelism_threads,
+             threading.set_inter_op_parallelism_threads)):
+        if name not in os.environ and get() == 0:
+            try:
+                set_(1)
+            except RuntimeError:  # the runtime has started: its pools are fixed
+                return
+
+
+_limit_tensorflow_threads()
 
 
 @functools.cache
@@ -254,6 +284,7 @@ class SplineModel:
                                     self._polynomial, self._scaled(points), order=self.order)
         return self.value_offset + self.value_scale * standardized
 
+    @single_threaded_blas
     def standard_error(self, points):
         """
         Standard error of the fitted surface at (x, y) points (m, 2): the
@@ -335,6 +366,7 @@ class SplineDesign:
     bending: np.ndarray
 
 
+@single_threaded_blas
 def make_design(points, shape, config):
     """
     The `SplineDesign` of samples at ``points`` (m, 2) in an image of ``shape``.
@@ -367,6 +399,7 @@ class _SampleNoise:
     loss: str
     smoothing: float
 
+    @single_threaded_blas
     def value_covariance(self, centers, order):
         """Covariance (k, n, n) of the values at scaled control points ``centers``."""
         basis, bending = _design(centers, self.points, order)
@@ -593,6 +626,7 @@ def _split_validation(n_samples, fraction, seed):
     return held
 
 
+@single_threaded_blas
 def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, design=None,
                initial_values=None, progress=None, progress_desc='spline fit'):
     """

@@ -40,6 +40,7 @@ NumPy path evaluates fitted models without TensorFlow (so it is safe in a
 forked process).
 """
 
+import functools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +74,32 @@ _KERNEL_SIGN = {1: -1.0, 2: 1.0, 3: 1.0, 4: -1.0}
 # (the kernel values of rows x width x n_points); 4 Mi elements is 32 MB in
 # float64, a few such temporaries exist at once.
 _GRID_CHUNK_ELEMENTS = 4 * 1024 * 1024
+
+
+@functools.cache
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def single_threaded_blas(func):
+    """
+    Run ``func`` with NumPy's BLAS limited to one thread.
+
+    The fit's matrices are small (about 12,000 x 256): a multithreaded
+    OpenBLAS spends more time waking and spin-waiting its threads than
+    multiplying, and with TensorFlow's threads (or other processes) on the
+    same cores it was measured 10-50 times slower than one thread. The
+    parallelism that pays is coarser: row chunks of an image evaluate in
+    parallel threads, each with one BLAS thread.
+    """
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with _blas_controller().limit(limits=1, user_api='blas'):
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 def _xlogy_numpy(x, y):
@@ -309,6 +336,7 @@ def _exact_grid(centers, weights, polynomial, x, y, order, out, offset, scale):
     return out
 
 
+@single_threaded_blas
 def apply_spline_grid(centers, weights, polynomial, x, y, *, order=2, step=1,
                       dtype=np.float32, offset=0.0, scale=1.0):
     """
