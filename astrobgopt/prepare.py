@@ -144,7 +144,7 @@ def prepare_image(data, *, mask=None, coverage_mask=None, regions=None, wcs=None
     if bounds != [None, None]:
         outside = threshold_mask(image, minimum=bounds[0], maximum=bounds[1])
         masked[np.any(outside, axis=-1)] = 1
-    usable_fraction = 1 - masked
+    usable_fraction = np.subtract(1, masked, out=masked)  # in place: no second full-size copy
     if not np.any(usable_fraction > 0):
         raise ValueError('every pixel is masked or non-finite: nothing to fit')
     dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.float32

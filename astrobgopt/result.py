@@ -4,16 +4,50 @@ attributes of `photutils.background.Background2D`.
 """
 
 import time
-import warnings
 
 import numpy as np
-from astropy.stats import mad_std
 from astropy.table import QTable
 from astropy.utils import lazyproperty
 
-from .downsample import pixel_blocks
+from .chunked import band_height
+from .downsample import block_reduce_masked
+from .spline import SeparableResampler, linear_interpolation_matrix
 
 __all__ = ['SplineOptBackgroundResult']
+
+# astropy.stats.mad_std's factor: MAD to standard deviation for Gaussian noise.
+_MAD_TO_STD = 1.482602218505602
+
+
+def block_mad_std(values, usable, factor):
+    """
+    Robust (MAD) standard deviation of the usable pixels of each block of an
+    (H, W, k) image, (ny, nx, k); NaN where a block has none.
+    """
+    median = block_reduce_masked(values, usable, factor).values
+    height, width = values.shape[:2]
+    centred = np.repeat(np.repeat(median, factor, axis=0), factor, axis=1)[:height, :width]
+    np.subtract(values, centred, out=centred)
+    return _MAD_TO_STD * block_reduce_masked(np.abs(centred, out=centred), usable,
+                                             factor).values
+
+
+def mesh_resampler(mesh, shape, factor):
+    """
+    The `~astrobgopt.spline.SeparableResampler` of a block-grid map
+    (ny, nx, k) to an image of ``shape``: blocks without a value filled by
+    the median, then bilinear interpolation between the block centres
+    (constant beyond the outer ones).
+    """
+    mesh = mesh.copy()
+    for channel in range(mesh.shape[2]):
+        plane = mesh[..., channel]
+        plane[~np.isfinite(plane)] = np.nanmedian(plane)
+    centre = (factor - 1) / 2
+    return SeparableResampler(mesh, linear_interpolation_matrix(shape[0], mesh.shape[0], centre,
+                                                                factor),
+                              linear_interpolation_matrix(shape[1], mesh.shape[1], centre,
+                                                          factor))
 
 
 class SplineOptBackgroundResult:
@@ -65,53 +99,46 @@ class SplineOptBackgroundResult:
             image, -1, self._channel_axis)
         return image * self._unit if self._unit is not None else image
 
-    @lazyproperty
-    def _background(self):
-        start = time.perf_counter()
-        image = self.model.evaluate_image(self._data.shape[:2], dtype=np.float32)
+    def _background_rows(self, start, stop):
+        """Background rows ``start:stop`` as (rows, W, k) in the output dtype."""
+        image = self.model.evaluate_image(self._data.shape[:2], dtype=np.float32,
+                                          rows=slice(start, stop))
         if self.stretch is not None:
             image = self._to_linear(image)
-        image = image.astype(self._dtype, copy=False)
-        self.timings['evaluate'] = time.perf_counter() - start
-        return image
+        return image.astype(self._dtype, copy=False)
 
     @lazyproperty
     def background(self):
         """The background model at full resolution (unit of the input)."""
-        return self._present(self._background.copy())
+        start = time.perf_counter()
+        image = self._background_rows(0, self._data.shape[0])
+        self.timings['evaluate'] = time.perf_counter() - start
+        return self._present(image)
 
     @lazyproperty
     def _rms_mesh(self):
-        """Robust RMS of the residual in each block, (ny, nx, k); NaN where unusable."""
+        """Robust RMS of the residual in each block, (ny, nx, k); NaN where unusable.
+
+        The residual is formed a band of block rows at a time (the model
+        evaluated again per band costs less than holding a full-size copy)."""
         start = time.perf_counter()
-        residual = np.where(self._usable[..., None], self._data - self._background, np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', RuntimeWarning)  # blocks without a usable pixel
-            rms = mad_std(pixel_blocks(residual, self.downscale_factor, np.nan), axis=-1,
-                          ignore_nan=True)
+        height, width = self._data.shape[:2]
+        factor = self.downscale_factor
+        band = band_height(factor, width)
+        rms = np.concatenate([
+            block_mad_std(self._data[top:top + band] - self._background_rows(
+                top, min(top + band, height)), self._usable[top:top + band], factor)
+            for top in range(0, height, band)])
         self.timings['rms'] = time.perf_counter() - start
         return rms
 
     def _mesh_to_image(self, mesh):
         """
-        A block-grid map (ny, nx, k) at full resolution: blocks without a
-        value filled by the median, then bilinear interpolation between the
-        block centres.
+        A block-grid map (ny, nx, k) at full resolution (`mesh_resampler`),
+        shaped like the input.
         """
-        from scipy.ndimage import map_coordinates
-
-        mesh = mesh.copy()
-        for channel in range(mesh.shape[2]):
-            plane = mesh[..., channel]
-            plane[~np.isfinite(plane)] = np.nanmedian(plane)
-        height, width = self._data.shape[:2]
-        factor = self.downscale_factor
-        rows = (np.arange(height) - (factor - 1) / 2) / factor
-        cols = (np.arange(width) - (factor - 1) / 2) / factor
-        grid = np.meshgrid(rows, cols, indexing='ij')
-        image = np.stack([map_coordinates(mesh[..., c], grid, order=1, mode='nearest')
-                          for c in range(mesh.shape[2])], axis=-1).astype(self._dtype)
-        return self._present(image)
+        resampler = mesh_resampler(mesh, self._data.shape[:2], self.downscale_factor)
+        return self._present(resampler.rows(dtype=self._dtype))
 
     @lazyproperty
     def background_rms(self):
