@@ -15,8 +15,8 @@ memory at a time:
   ``scheduler``), the spline is fitted to the joined blocks, and the result
   gives the background, RMS map and subtracted image as lazy `dask.array`
   arrays, evaluated band by band when stored (`ChunkedBackgroundResult.store`).
-* `create_fits` makes a FITS file of a given shape whose data is a writable
-  memory map, a target that `ChunkedBackgroundResult.store` fills band by band.
+* `create_fits` makes a FITS file of a given shape and a writer of its
+  data, a target that `ChunkedBackgroundResult.store` fills band by band.
 
 Bands hold whole blocks, so the block statistics, and hence the fit, are
 exactly those of the in-memory path.
@@ -28,32 +28,41 @@ import numpy as np
 
 from .downsample import BlockSamples, block_reduce_masked
 
-__all__ = ['ChunkedBackgroundResult', 'block_samples', 'band_height', 'create_fits',
-           'fit_chunked', 'is_chunked']
+__all__ = ['ChunkedBackgroundResult', 'FitsDataWriter', 'block_samples', 'band_height',
+           'create_fits', 'fit_chunked', 'is_chunked', 'process_fits']
 
 # Pixels per band: 1 MB of float32, so that a band's temporaries (a
 # few copies for the block statistic, about 40 bytes a pixel) stay near 10 MB.
 BAND_PIXELS = 256 * 1024
 
 
-def band_height(factor, width, band_pixels=BAND_PIXELS):
-    """Rows per band: a whole number of ``factor``-row blocks, about ``band_pixels`` pixels."""
-    return factor * max(1, band_pixels // (factor * width))
+def band_height(factor, width):
+    """Rows per band: a whole number of ``factor``-row blocks, about `BAND_PIXELS` pixels."""
+    return factor * max(1, BAND_PIXELS // (factor * width))
 
 
-def join_bands(bands):
-    """One `BlockSamples` from those of consecutive bands, given as ``(top row, samples)``."""
-    return BlockSamples(np.concatenate([samples.values for _, samples in bands]),
-                        np.concatenate([samples.usable_fraction for _, samples in bands]),
-                        bands[0][1].x,
-                        np.concatenate([top + samples.y for top, samples in bands]),
-                        bands[0][1].factor)
+def join_tiles(tiles):
+    """
+    One `BlockSamples` from those of a grid of tiles of whole blocks, given
+    as rows of ``(top, left, samples)``.
+    """
+    def joined(attribute, axis):
+        return np.concatenate([np.concatenate([getattr(samples, attribute)
+                                               for _, _, samples in row], axis=1)
+                               for row in tiles], axis=axis)
+
+    first_row = tiles[0]
+    return BlockSamples(joined('values', 0), joined('usable_fraction', 0),
+                        np.concatenate([left + samples.x for _, left, samples in first_row]),
+                        np.concatenate([top + samples.y for top, _, samples in
+                                        (row[0] for row in tiles)]),
+                        first_row[0][2].factor)
 
 
 def block_samples(image, usable_fraction, factor, *, func='median'):
     """
-    `~astrobgopt.downsample.block_reduce_masked` band by band: the same
-    samples, with the temporaries of one band.
+    `~astrobgopt.downsample.block_reduce_masked` tile by tile: the same
+    samples, with the temporaries of one tile of about `BAND_PIXELS` pixels.
 
     Parameters
     ----------
@@ -70,11 +79,13 @@ def block_samples(image, usable_fraction, factor, *, func='median'):
     -------
     samples : `~astrobgopt.downsample.BlockSamples`
     """
-    rows = band_height(factor, image.shape[1])
-    return join_bands([(top, block_reduce_masked(image[top:top + rows],
-                                                 usable_fraction[top:top + rows], factor,
-                                                 func=func))
-                       for top in range(0, image.shape[0], rows)])
+    height, width = image.shape[:2]
+    rows = band_height(factor, width)
+    columns = band_height(factor, rows)  # tiles of whole blocks when a band is too wide
+    return join_tiles([[(top, left, block_reduce_masked(
+        image[top:top + rows, left:left + columns],
+        usable_fraction[top:top + rows, left:left + columns], factor, func=func))
+        for left in range(0, width, columns)] for top in range(0, height, rows)])
 
 
 def is_chunked(data):
@@ -90,7 +101,11 @@ def _as_bands(data, rows, what):
     import dask.array as da
 
     if not is_chunked(data):
-        data = da.from_array(data, chunks=(rows, -1), asarray=True)
+        # meta: a FITS section (read on demand, no memory map) has no ndim;
+        # lock: its reads seek a shared file, one thread at a time.
+        data = da.from_array(data, chunks=(rows, -1), asarray=True,
+                             lock=not isinstance(data, np.ndarray),
+                             meta=np.empty((0,) * len(data.shape), dtype=np.dtype(data.dtype)))
     if data.ndim != 2:
         raise ValueError(f'{what} must be a 2-D image for the chunked path; got shape '
                          f'{data.shape} (fit colour mosaics one channel at a time)')
@@ -100,8 +115,8 @@ def _as_bands(data, rows, what):
 def _band_samples(band, mask, estimator, factor):
     """Block samples of one band (prepared as a whole image would be)."""
     prepared = estimator.prepare(band, mask=mask)
-    return block_reduce_masked(prepared.image, prepared.usable_fraction, factor,
-                               func=estimator.downscale_func)
+    return block_samples(prepared.image, prepared.usable_fraction, factor,
+                         func=estimator.downscale_func)
 
 
 def fit_chunked(estimator, data, *, mask=None, scheduler=None):
@@ -114,9 +129,13 @@ def fit_chunked(estimator, data, *, mask=None, scheduler=None):
         The estimator (without a stretch: the 'mtf' stretch needs a
         quantile of the whole image).
     data : `dask.array.Array` or array-like, shape (H, W)
-        The image: a `dask.array`, or an array read on demand such as a
-        `numpy.memmap` or the ``data`` of a FITS file opened with
-        ``memmap=True``.
+        The image: a `dask.array`, or an array read on demand such as the
+        ``section`` of a FITS image opened with ``memmap=False`` (read band
+        by band with file reads), a `numpy.memmap` or the ``data`` of a
+        FITS file opened with ``memmap=True`` (the pages of a memory map
+        stay resident once read, as long as the map is open: resident
+        memory then grows to the file's size, though the system can
+        reclaim those pages).
     mask : `dask.array.Array` or array-like, shape (H, W), optional
         Pixels to ignore (True or 1 = masked, fractions down-weight).
     scheduler : optional
@@ -152,15 +171,23 @@ def fit_chunked(estimator, data, *, mask=None, scheduler=None):
     masks = [None] * len(bands) if mask is None else mask.to_delayed().ravel()
     sampled = dask.compute(*[dask.delayed(_band_samples)(band, band_mask, estimator, factor)
                              for band, band_mask in zip(bands, masks)], scheduler=scheduler)
-    samples = _fit_samples(join_bands(list(zip(range(0, shape[0], rows), sampled))), shape,
+    samples = _fit_samples(join_tiles([[(top, 0, band)] for top, band in
+                                       zip(range(0, shape[0], rows), sampled)]), shape,
                            time.perf_counter() - start)
     model = estimator.fit(samples)
     return ChunkedBackgroundResult(model=model, data=data, mask=mask, samples=samples,
                                    estimator=estimator, scheduler=scheduler)
 
 
-def _model_band(block, model, shape, dtype, block_info=None):
-    top, bottom = block_info[0]['array-location'][0]
+def _fit_samples(blocks, shape, seconds):
+    from .samples import FitSamples
+
+    return FitSamples(blocks=blocks, extra=None, include_blocks=True, shape=shape,
+                      timings={'downscale': seconds})
+
+
+def _model_band(model, shape, dtype, block_info=None):
+    top, bottom = block_info[None]['array-location'][0]
     return model.evaluate_image(shape, rows=slice(top, bottom))[..., 0].astype(dtype, copy=False)
 
 
@@ -172,8 +199,8 @@ def _rms_band(block, mask, model, estimator, shape, factor, top):
     return block_mad_std(prepared.image - background, prepared.usable_fraction > 0, factor)
 
 
-def _resampled_band(block, resampler, dtype, block_info=None):
-    top, bottom = block_info[0]['array-location'][0]
+def _resampled_band(resampler, dtype, block_info=None):
+    top, bottom = block_info[None]['array-location'][0]
     return resampler.rows(top, bottom, dtype=dtype)[..., 0]
 
 
@@ -211,8 +238,14 @@ class ChunkedBackgroundResult:
     @property
     def background(self):
         """The background model, a lazy (H, W) `dask.array`."""
-        return self._data.map_blocks(_model_band, self.model, self._data.shape, self._dtype,
-                                     dtype=self._dtype)
+        return self._bands(_model_band, self.model, self._data.shape, self._dtype)
+
+    def _bands(self, func, *args):
+        """A lazy (H, W) array in the data's bands, band ``func(*args, block_info=)``."""
+        import dask.array as da
+
+        return da.map_blocks(func, *args, chunks=self._data.chunks, dtype=self._dtype,
+                             meta=np.empty((0, 0), dtype=self._dtype))
 
     @property
     def subtracted(self):
@@ -246,12 +279,12 @@ class ChunkedBackgroundResult:
 
         resampler = mesh_resampler(self.background_rms_mesh[..., None], self._data.shape,
                                    self.downscale_factor)
-        return self._data.map_blocks(_resampled_band, resampler, self._dtype, dtype=self._dtype)
+        return self._bands(_resampled_band, resampler, self._dtype)
 
     def store(self, *, background=None, subtracted=None, background_rms=None):
         """
         Compute the products band by band into writable targets of shape
-        (H, W) (`numpy.memmap`, `create_fits` data, zarr arrays...).
+        (H, W) (`create_fits` writers, `numpy.memmap`, zarr arrays...).
 
         Parameters
         ----------
@@ -269,10 +302,46 @@ class ChunkedBackgroundResult:
         self.timings['store'] = time.perf_counter() - start
 
 
+class FitsDataWriter:
+    """
+    The data of a FITS image written in bands of whole rows, with file
+    writes rather than a memory map (whose dirty pages would count in the
+    process's resident memory): a target of `dask.array.store`.
+
+    Made by `create_fits`. ``writer[top:bottom] = band`` (or
+    ``writer[top:bottom, :]``) writes rows ``top:bottom``.
+    """
+
+    def __init__(self, path, offset, shape, dtype):
+        self.path = path
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self._offset = offset
+
+    def __setitem__(self, index, value):
+        index = index if isinstance(index, tuple) else (index,)
+        rows, *columns = index
+        start, stop, step = rows.indices(self.shape[0])
+        if step != 1 or any(column.indices(self.shape[1]) != (0, self.shape[1], 1)
+                            for column in columns):
+            raise IndexError('a FITS data writer takes bands of whole rows, e.g. [top:bottom]')
+        band = np.ascontiguousarray(np.broadcast_to(value, (stop - start,) + self.shape[1:]),
+                                    dtype=self.dtype)
+        row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:]))
+        with open(self.path, 'r+b') as stream:
+            stream.seek(self._offset + start * row_bytes)
+            stream.write(memoryview(band).cast('B'))
+
+
+# Cards of a source header that describe its own data, not the new file's.
+_STRUCTURE_KEYWORDS = {'XTENSION', 'PCOUNT', 'GCOUNT', 'BSCALE', 'BZERO', 'BLANK', 'CHECKSUM',
+                       'DATASUM', 'EXTNAME'}
+
+
 def create_fits(path, shape, dtype=np.float32, *, header=None, overwrite=False):
     """
-    Create a FITS file of ``shape`` without holding its data in memory, and
-    return the file's data as a writable memory map.
+    Create a FITS image of ``shape`` without holding its data in memory, and
+    return a writer of its data in bands of rows.
 
     Parameters
     ----------
@@ -281,7 +350,7 @@ def create_fits(path, shape, dtype=np.float32, *, header=None, overwrite=False):
     shape : tuple of int
         Image shape (H, W).
     dtype : dtype, optional
-        Floating type of the data.
+        Floating type of the data (float32 or float64).
     header : `~astropy.io.fits.Header`, optional
         Cards to copy (the data's structure cards are set from ``shape``).
     overwrite : bool, optional
@@ -289,8 +358,8 @@ def create_fits(path, shape, dtype=np.float32, *, header=None, overwrite=False):
 
     Returns
     -------
-    data : `numpy.memmap`, shape ``shape``
-        Big-endian, as FITS stores it; flushed when deleted.
+    writer : `FitsDataWriter`
+        ``writer[top:bottom] = band`` writes rows; unwritten rows are 0.
     """
     import os
 
@@ -306,19 +375,53 @@ def create_fits(path, shape, dtype=np.float32, *, header=None, overwrite=False):
         primary.header[f'NAXIS{axis}'] = length
     if header is not None:
         for card in header.cards:
-            if card.keyword not in primary.header and not card.keyword.startswith('NAXIS'):
+            if (card.keyword not in primary.header and card.keyword not in _STRUCTURE_KEYWORDS
+                    and not card.keyword.startswith('NAXIS')):
                 primary.header.append(card)
     text = primary.header.tostring().encode('ascii')
     size = int(np.prod(shape)) * dtype.itemsize
     with open(path, 'wb') as stream:
         stream.write(text)
-        stream.seek(len(text) + size + (-size % 2880) - 1)
-        stream.write(b'\0')
-    return np.memmap(path, dtype=dtype, mode='r+', offset=len(text), shape=tuple(shape))
+        stream.truncate(len(text) + size + (-size % 2880))  # sparse: zeros not written
+    return FitsDataWriter(path, len(text), shape, dtype)
 
 
-def _fit_samples(blocks, shape, seconds):
-    from .samples import FitSamples
+def process_fits(path, outputs, estimator, *, hdu=0, scheduler=None, overwrite=False):
+    """
+    Fit a FITS image band by band and write its model and the data minus the
+    model band by band (the command line's ``--chunked``).
 
-    return FitSamples(blocks=blocks, extra=None, include_blocks=True, shape=shape,
-                      timings={'downscale': seconds})
+    Parameters
+    ----------
+    path : str or path-like
+        The FITS file (a 2-D image HDU; read with file reads, not mapped).
+    outputs : dict
+        ``'model'`` and ``'subtracted'``: the paths to write.
+    estimator : `~astrobgopt.SplineOptBackground`
+        The estimator.
+    hdu : int or str, optional
+        The image HDU.
+    scheduler : optional
+        Dask scheduler of the bands (see `fit_chunked`).
+    overwrite : bool, optional
+        Replace existing outputs.
+
+    Returns
+    -------
+    result : `ChunkedBackgroundResult`
+    """
+    from astropy.io import fits
+
+    with fits.open(path, memmap=False) as hdul:
+        image = hdul[hdu]
+        if image.header.get('NAXIS') != 2:
+            raise ValueError(f'HDU {hdu!r} is not a 2-D image (NAXIS={image.header.get("NAXIS")})')
+        section = image.section
+        result = fit_chunked(estimator, section, scheduler=scheduler)
+        shape = tuple(section.shape)
+        dtype = result.background.dtype
+        result.store(**{name: create_fits(outputs[key], shape, dtype, header=image.header,
+                                          overwrite=overwrite)
+                        for name, key in (('background', 'model'),
+                                          ('subtracted', 'subtracted'))})
+    return result

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from astrobgopt import SplineOptBackground
+from astrobgopt import SplineOptBackground, chunked
 from astrobgopt.chunked import (ChunkedBackgroundResult, block_samples, create_fits,
                                 fit_chunked)
 from astrobgopt.datasets import make_light_pollution_sky
@@ -35,8 +35,9 @@ def in_memory(scene, estimator):
 
 
 @pytest.mark.parametrize('func', ['median', 'mean'])
-def test_block_samples_in_bands_equal_whole_image(func):
+def test_block_samples_in_tiles_equal_whole_image(func, monkeypatch):
     rng = np.random.default_rng(0)
+    monkeypatch.setattr(chunked, 'BAND_PIXELS', 500)  # tiles of 7 x 70 pixels
     image = rng.normal(size=(530, 410, 1)).astype(np.float32)
     usable = (rng.uniform(size=(530, 410)) > 0.2).astype(np.float32)
     whole = block_reduce_masked(image, usable, 7, func=func)
@@ -68,12 +69,17 @@ def test_dask_image_gives_the_in_memory_background(scene, estimator, in_memory):
 def test_memmapped_fits_in_and_out(tmp_path, scene, estimator, in_memory):
     image, mask = scene
     fits.writeto(tmp_path / 'in.fits', image)
+    # A memory map, and a section (read on demand, without one).
     with fits.open(tmp_path / 'in.fits', memmap=True) as hdul:
-        result = fit_chunked(estimator, hdul[0].data, mask=mask, scheduler='sync')
+        mapped = fit_chunked(estimator, hdul[0].data, mask=mask, scheduler='sync')
+        np.testing.assert_array_equal(mapped.background_rms_mesh, in_memory._rms_mesh[..., 0])
+    with fits.open(tmp_path / 'in.fits', memmap=False) as hdul:
+        result = fit_chunked(estimator, hdul[0].section, mask=mask, scheduler='sync')
         background = create_fits(tmp_path / 'bkg.fits', SHAPE, header=hdul[0].header)
         subtracted = create_fits(tmp_path / 'sub.fits', SHAPE)
         result.store(background=background, subtracted=subtracted)
-        del background, subtracted
+        with pytest.raises(IndexError, match='whole rows'):
+            background[:, :10] = 0
     scale = np.ptp(in_memory.background)
     written = fits.getdata(tmp_path / 'bkg.fits')
     assert written.shape == SHAPE
@@ -95,3 +101,21 @@ def test_chunked_rejects_what_it_cannot_do(scene):
         SplineOptBackground(progress=False)(da.zeros((3, 60, 60), chunks=30))
     with pytest.raises(ValueError, match='shape of the data'):
         fit_chunked(SplineOptBackground(progress=False), chunked, mask=np.zeros((10, 10)))
+
+
+def test_command_line_chunked(tmp_path, scene):
+    from astrobgopt.cli import main
+
+    image, _ = scene
+    fits.writeto(tmp_path / 'mosaic.fits', image, header=fits.Header({'OBJECT': 'M31'}))
+    options = ['-N', '25', '-e', '60']
+    assert main([str(tmp_path / 'mosaic.fits'), '-o', str(tmp_path), '--chunked', '--quiet',
+                 *options]) == 0
+    model = fits.getdata(tmp_path / 'mosaic_bgModel.fits')
+    expected = SplineOptBackground(n_points=25, epochs=60, progress=False)(image).background
+    np.testing.assert_allclose(model, expected, rtol=0, atol=1e-7 * np.ptp(expected))
+    subtracted = fits.getdata(tmp_path / 'mosaic_bgSubtracted.fits')
+    np.testing.assert_allclose(subtracted, image - model, rtol=0, atol=1e-6, equal_nan=True)
+    assert fits.getheader(tmp_path / 'mosaic_bgModel.fits')['OBJECT'] == 'M31'
+    assert main([str(tmp_path / 'mosaic.fits'), '-o', str(tmp_path), '--chunked', '--quiet',
+                 '--divide']) == 2
