@@ -29,7 +29,7 @@ import numpy as np
 from .downsample import BlockSamples, block_reduce_masked
 
 __all__ = ['ChunkedBackgroundResult', 'FitsDataWriter', 'block_samples', 'band_height',
-           'create_fits', 'fit_chunked', 'is_chunked', 'process_fits']
+           'create_fits', 'fit_chunked', 'fits_bands', 'is_chunked', 'process_fits']
 
 # Pixels per band: 1 MB of float32, so that a band's temporaries (a
 # few copies for the block statistic, about 40 bytes a pixel) stay near 10 MB.
@@ -129,9 +129,10 @@ def fit_chunked(estimator, data, *, mask=None, scheduler=None):
         The estimator (without a stretch: the 'mtf' stretch needs a
         quantile of the whole image).
     data : `dask.array.Array` or array-like, shape (H, W)
-        The image: a `dask.array`, or an array read on demand such as the
-        ``section`` of a FITS image opened with ``memmap=False`` (read band
-        by band with file reads), a `numpy.memmap` or the ``data`` of a
+        The image: a `dask.array` (`fits_bands` reads a FITS image so), or
+        an array read on demand such as the ``section`` of a FITS image
+        opened with ``memmap=False`` (read band by band with file reads, one
+        thread at a time), a `numpy.memmap` or the ``data`` of a
         FITS file opened with ``memmap=True`` (the pages of a memory map
         stay resident once read, as long as the map is open: resident
         memory then grows to the file's size, though the system can
@@ -386,6 +387,51 @@ def create_fits(path, shape, dtype=np.float32, *, header=None, overwrite=False):
     return FitsDataWriter(path, len(text), shape, dtype)
 
 
+def _read_fits_band(path, hdu, block_info=None):
+    from astropy.io import fits
+
+    (top, bottom), (left, right) = block_info[None]['array-location']
+    with fits.open(path, memmap=False) as hdul:
+        return np.asarray(hdul[hdu].section[top:bottom, left:right])
+
+
+def fits_bands(path, *, hdu=0, band_rows=None):
+    """
+    A 2-D FITS image as a lazy `dask.array` in bands of rows, each band read
+    by opening the file (no memory map): bands can be read in parallel
+    threads or on a cluster's workers that see ``path``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The FITS file.
+    hdu : int or str, optional
+        The image HDU.
+    band_rows : int, optional
+        Rows per band (default: about 16 Mi pixels).
+
+    Returns
+    -------
+    data : `dask.array.Array`, shape (H, W)
+    """
+    import os
+
+    import dask.array as da
+    from astropy.io import fits
+
+    with fits.open(path, memmap=False) as hdul:
+        header = hdul[hdu].header
+        if header.get('NAXIS') != 2:
+            raise ValueError(f'HDU {hdu!r} of {path} is not a 2-D image '
+                             f'(NAXIS={header.get("NAXIS")})')
+        shape = (header['NAXIS2'], header['NAXIS1'])
+        dtype = np.dtype(hdul[hdu].section[:1, :1].dtype.newbyteorder('='))
+    band_rows = band_rows or max(1, 64 * BAND_PIXELS // shape[1])
+    return da.map_blocks(_read_fits_band, os.fspath(path), hdu, dtype=dtype,
+                         chunks=(da.core.normalize_chunks(band_rows, (shape[0],))[0],
+                                 (shape[1],)), meta=np.empty((0, 0), dtype=dtype))
+
+
 def process_fits(path, outputs, estimator, *, hdu=0, scheduler=None, overwrite=False):
     """
     Fit a FITS image band by band and write its model and the data minus the
@@ -412,16 +458,11 @@ def process_fits(path, outputs, estimator, *, hdu=0, scheduler=None, overwrite=F
     """
     from astropy.io import fits
 
-    with fits.open(path, memmap=False) as hdul:
-        image = hdul[hdu]
-        if image.header.get('NAXIS') != 2:
-            raise ValueError(f'HDU {hdu!r} is not a 2-D image (NAXIS={image.header.get("NAXIS")})')
-        section = image.section
-        result = fit_chunked(estimator, section, scheduler=scheduler)
-        shape = tuple(section.shape)
-        dtype = result.background.dtype
-        result.store(**{name: create_fits(outputs[key], shape, dtype, header=image.header,
-                                          overwrite=overwrite)
-                        for name, key in (('background', 'model'),
-                                          ('subtracted', 'subtracted'))})
+    data = fits_bands(path, hdu=hdu)
+    header = fits.getheader(path, hdu)
+    result = fit_chunked(estimator, data, scheduler=scheduler)
+    dtype = result.background.dtype
+    result.store(**{name: create_fits(outputs[key], data.shape, dtype, header=header,
+                                      overwrite=overwrite)
+                    for name, key in (('background', 'model'), ('subtracted', 'subtracted'))})
     return result
