@@ -458,8 +458,12 @@ def process_fits(path, outputs, estimator, *, hdu=0, scheduler=None, overwrite=F
     """
     from astropy.io import fits
 
-    data = fits_bands(path, hdu=hdu)
     header = fits.getheader(path, hdu)
+    width = header.get('NAXIS1', 1)
+    # Bands of whole block rows from the start: no rechunking between the
+    # reads and the block statistics, whose intermediate pieces pile up.
+    rows = band_height(estimator.downscale_factor_for((header.get('NAXIS2', 1), width)), width)
+    data = fits_bands(path, hdu=hdu, band_rows=rows)
     result = fit_chunked(estimator, data, scheduler=scheduler)
     dtype = result.background.dtype
     result.store(**{name: create_fits(outputs[key], data.shape, dtype, header=header,
