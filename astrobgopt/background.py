@@ -13,7 +13,7 @@ from astropy.units import Quantity
 from . import _choices, _isolation
 from ._docs import insert_fit_parameter_docs
 from .config import FitConfig, make_repr
-from .downsample import block_reduce_masked
+from .chunked import block_samples, fit_chunked, is_chunked
 from .extended import mask_extended_objects
 from .prepare import prepare_image
 from .result import SplineOptBackgroundResult
@@ -188,7 +188,17 @@ class SplineOptBackground:
         Returns
         -------
         result : `SplineOptBackgroundResult`
+            Or, for a `dask.array` ``data`` (an image too large for memory,
+            e.g. ``dask.array.from_array`` of a memory-mapped FITS), a
+            `~astrobgopt.chunked.ChunkedBackgroundResult` whose products
+            are lazy dask arrays (see `astrobgopt.chunked.fit_chunked`;
+            2-D data and ``mask`` only).
         """
+        if is_chunked(data):
+            if any(option is not None for option in (coverage_mask, regions, channel_axis)):
+                raise ValueError('a dask array takes mask= only: rasterize regions and '
+                                 'coverage into the mask, and fit channels one by one')
+            return fit_chunked(self, data, mask=mask)
         prepared = self.prepare(data, mask=mask, coverage_mask=coverage_mask, regions=regions,
                                 wcs=wcs, channel_axis=channel_axis)
         samples = self.sample(prepared)
@@ -273,8 +283,7 @@ class SplineOptBackground:
                              f'most {largest}')
         if not include_blocks and extra_samples is None:
             raise ValueError('include_blocks=False leaves nothing to fit: give extra_samples')
-        blocks = block_reduce_masked(image, prepared.usable_fraction, factor,
-                                     func=self.downscale_func)
+        blocks = block_samples(image, prepared.usable_fraction, factor, func=self.downscale_func)
         extra = (None if extra_samples is None
                  else ExtraSamples.from_arrays(*extra_samples, n_channels=image.shape[2]))
         # The stretch is applied here once; every later stage works in its units.

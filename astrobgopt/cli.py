@@ -268,6 +268,10 @@ def build_parser():
     run.add_argument('--scheduler', metavar='ADDRESS',
                      help='run on an existing Dask cluster (e.g. tcp://host:8786); inputs and '
                           'OUTDIR must be visible to its workers at the same paths')
+    run.add_argument('--chunked', action='store_true',
+                     help='FITS images larger than memory: read, fit and write band by band '
+                          '(2-D linear data; the model and data minus model are written; '
+                          'with --scheduler the cluster does the bands)')
     run.add_argument('--quiet', action='store_true',
                      help='no progress bar or messages, only warnings and errors')
     run.add_argument('--debug', action='store_true',
@@ -412,7 +416,44 @@ def _run(args, parser):
         parser.error(str(exc))
     if args.demo:
         return _run_demo(args, options)
+    if args.chunked:
+        return _run_chunked(inputs, args, options)
     return _run_batch(inputs, args, options)
+
+
+def _run_chunked(inputs, args, options):
+    """Process FITS inputs band by band (`astrobgopt.chunked.process_fits`)."""
+    from .chunked import process_fits
+    from .frame import FrameOptions, output_paths
+
+    unsupported = [flag for flag, given in (
+        ('--mask', args.mask), ('--regions', args.regions), ('--points', args.points),
+        ('--divide', args.divide), ('--pedestal', args.pedestal), ('--plot', args.plot),
+        ('--report', args.report), ('--preview', args.preview), ('--compress', args.compress),
+        ('--workers', args.workers)) if given]
+    if unsupported:
+        print(f'{_PROG}: error: --chunked does not take {", ".join(unsupported)}',
+              file=sys.stderr)
+        return 2
+    frame_options = FrameOptions(**options)
+    scheduler = 'threads'
+    if args.scheduler is not None:
+        from distributed import Client
+
+        scheduler = Client(args.scheduler)
+    for path in inputs:
+        start = time.perf_counter()
+        paths = output_paths(path, args.output_dir or '.', options=frame_options)
+        try:
+            process_fits(path, paths, frame_options.estimator(), hdu=args.hdu or 0,
+                         scheduler=scheduler, overwrite=args.overwrite)
+        except (OSError, TypeError, ValueError) as exc:
+            print(f'{_PROG}: error: {path}: {exc}', file=sys.stderr)
+            return 1
+        if not args.quiet:
+            print(f'{path}: wrote {", ".join(map(str, paths.values()))} '
+                  f'({time.perf_counter() - start:.1f} s)')
+    return 0
 
 
 def _describe(name, outputs, residual_rms, seconds):

@@ -49,6 +49,7 @@ keeps the surface smooth where no data constrain it.
 
 import functools
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,8 +58,8 @@ from astropy.stats import mad_std
 
 from ._choices import INITIALIZERS, LOSSES
 from .config import FitConfig
-from .spline import (_NUMPY, _determines_tail, _squared_distance, apply_spline,
-                     apply_spline_grid, bending_energy, solve_spline, tail_size)
+from .spline import (_NUMPY, SplineGrid, _determines_tail, _squared_distance, apply_spline,
+                     bending_energy, single_threaded_blas, solve_spline, tail_size)
 
 __all__ = ['SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
            'INITIALIZERS', 'compute_device', 'grid_control_points', 'initial_control_points']
@@ -90,6 +91,34 @@ _MIN_VALIDATION_SAMPLES = 50
 # initialization leaves: a step of the default learning rate (1e-3) moves a
 # value by 0.03 sigma, so the default 300 steps can move it by 9 sigma.
 _NOISE_UNITS = 30.0
+
+
+def _limit_tensorflow_threads():
+    """
+    One intra-op and one inter-op thread for TensorFlow, unless the user chose.
+
+    A step of the fit is a chain of small operations (about 12,000 x 256):
+    split over threads, each waits (spinning) for the others more than it
+    computes, which doubled the CPU time of a fit and tripled it beside a
+    competing process, for no gain in wall time. The pools can only be
+    sized before TensorFlow's runtime starts; if it already has, or
+    ``TF_NUM_INTRAOP_THREADS`` / ``TF_NUM_INTEROP_THREADS`` or
+    `tf.config.threading` set them, they are left alone.
+    """
+    threading = tf.config.threading
+    for name, get, set_ in (
+            ('TF_NUM_INTRAOP_THREADS', threading.get_intra_op_parallelism_threads,
+             threading.set_intra_op_parallelism_threads),
+            ('TF_NUM_INTEROP_THREADS', threading.get_inter_op_parallelism_threads,
+             threading.set_inter_op_parallelism_threads)):
+        if name not in os.environ and get() == 0:
+            try:
+                set_(1)
+            except RuntimeError:  # the runtime has started: its pools are fixed
+                return
+
+
+_limit_tensorflow_threads()
 
 
 @functools.cache
@@ -230,6 +259,7 @@ class SplineModel:
     _length_scale: float = field(repr=False, default=1.0)
     _weights: np.ndarray = field(init=False, repr=False)
     _polynomial: np.ndarray = field(init=False, repr=False)
+    _grids: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self):
         self.value_offset = np.broadcast_to(np.asarray(self.value_offset, dtype=np.float64),
@@ -259,6 +289,7 @@ class SplineModel:
                                     self._polynomial, self._scaled(points), order=self.order)
         return self.value_offset + self.value_scale * standardized
 
+    @single_threaded_blas
     def standard_error(self, points):
         """
         Standard error of the fitted surface at (x, y) points (m, 2): the
@@ -278,7 +309,7 @@ class SplineModel:
         return max(1, int(min(spacing / _EXACT_STEP_PER_SPACING,
                               closest / _EXACT_STEP_PER_CLOSEST)))
 
-    def evaluate_image(self, shape, *, dtype=np.float32, exact=False):
+    def evaluate_image(self, shape, *, dtype=np.float32, exact=False, rows=None):
         """
         Evaluate on every pixel of an image of ``shape`` (height, width).
 
@@ -291,10 +322,14 @@ class SplineModel:
         exact : bool, optional
             Evaluate the spline at every pixel instead of interpolating
             between exact evaluations.
+        rows : slice, optional
+            Only these rows (a band of an image too large for memory); the
+            values are those of the whole image's evaluation.
 
         Returns
         -------
         image : `~numpy.ndarray`, shape (height, width, k)
+            Or (rows, width, k) for a band.
 
         Notes
         -----
@@ -309,12 +344,32 @@ class SplineModel:
         and ``tests/test_background.py``; its speed is measured by the
         benchmarks.
         """
-        height, width = shape
-        step = 1 if exact else self._exact_step(shape)
-        return apply_spline_grid(self._scaled(self.control_points), self._weights,
-                                 self._polynomial, self._scaled(np.arange(width)),
-                                 self._scaled(np.arange(height)), order=self.order, step=step,
-                                 dtype=dtype, offset=self.value_offset, scale=self.value_scale)
+        start, stop, _ = (slice(None) if rows is None else rows).indices(shape[0])
+        return self.grid(shape, exact=exact).rows(start, stop, dtype=dtype)
+
+    def grid(self, shape, *, exact=False):
+        """
+        The `~astrobgopt.spline.SplineGrid` of an image of ``shape`` (height,
+        width) in data units, made once per shape: `evaluate_image` bands of
+        one image share its exact evaluations.
+        """
+        key = (tuple(shape), exact)
+        grid = self._grids.get(key)
+        if grid is None:
+            height, width = shape
+            step = 1 if exact else self._exact_step(shape)
+            grid = SplineGrid(self._scaled(self.control_points), self._weights, self._polynomial,
+                              self._scaled(np.arange(width)), self._scaled(np.arange(height)),
+                              order=self.order, step=step, offset=self.value_offset,
+                              scale=self.value_scale)
+            # Keep the latest only (a grid can hold megabytes); replaced in one
+            # assignment, so threads evaluating bands never see it half made.
+            self._grids = {key: grid}
+        return grid
+
+    def __getstate__(self):
+        # Grids are a cache, rebuilt on demand: not shipped to other processes.
+        return {**self.__dict__, '_grids': {}}
 
 
 @dataclass(frozen=True)
@@ -340,6 +395,7 @@ class SplineDesign:
     bending: np.ndarray
 
 
+@single_threaded_blas
 def make_design(points, shape, config):
     """
     The `SplineDesign` of samples at ``points`` (m, 2) in an image of ``shape``.
@@ -372,6 +428,7 @@ class _SampleNoise:
     loss: str
     smoothing: float
 
+    @single_threaded_blas
     def value_covariance(self, centers, order):
         """Covariance (k, n, n) of the values at scaled control points ``centers``."""
         basis, bending = _design(centers, self.points, order)
@@ -525,6 +582,27 @@ def _objective(loss, order, centers, values, points, target, fraction, constants
     return tf.cast(log_loss, bending.dtype) + bending
 
 
+def _spec(*shape, dtype=_OPTIMIZER_DTYPE):
+    return tf.TensorSpec(shape, dtype)
+
+
+# Shapes of the compiled functions' arguments with every size left open
+# (samples, control points, channels), so that a new image shape, number
+# of samples or of channels runs the same graph instead of tracing anew
+# (a trace costs hundreds of milliseconds).
+_PARAMS_SPEC = [_spec(None, 2), _spec(None, None)]
+_SAMPLES_SPEC = (_spec(None, 2), _spec(None, None), _spec(None))
+_CONSTANTS_SPEC = (_spec(None), _spec(None, dtype=tf.float64), _spec(None, dtype=tf.float64),
+                   _spec(), _spec())
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_objective(loss, order):
+    """`_objective` compiled for one loss and order (shapes left open)."""
+    return tf.function(functools.partial(_objective, loss, order), autograph=False,
+                       input_signature=[*_PARAMS_SPEC, *_SAMPLES_SPEC, _CONSTANTS_SPEC])
+
+
 @functools.lru_cache(maxsize=None)
 def _compiled_chunk(loss, order, batch_size):
     """
@@ -537,7 +615,10 @@ def _compiled_chunk(loss, order, batch_size):
 
     # autograph=False: the loop is an explicit tf.while_loop and the Python
     # branches are static, so source conversion would only add tracing time.
-    @tf.function(reduce_retracing=True, autograph=False)
+    @tf.function(autograph=False, input_signature=[
+        _PARAMS_SPEC, [(spec, spec) for spec in _PARAMS_SPEC], (_spec(), _PARAMS_SPEC),
+        _spec(3), _spec(), _SAMPLES_SPEC, _SAMPLES_SPEC, _CONSTANTS_SPEC,
+        _spec(dtype=tf.int32), _spec(dtype=tf.int32), _spec(), _spec()])
     def run_chunk(params, moments, best, state, lr, train, monitor, constants, seed, n_steps,
                   patience, plateau_patience):
         # state: [steps done, steps since improvement, steps since lr change]
@@ -598,6 +679,7 @@ def _split_validation(n_samples, fraction, seed):
     return held
 
 
+@single_threaded_blas
 def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, design=None,
                initial_values=None, progress=None, progress_desc='spline fit'):
     """
@@ -709,8 +791,8 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
                    for rows in (train, held if held.any() else train)]
         params = [tf.constant(initial / length_scale, dtype), tf.constant(control, dtype)]
         moments = [(tf.zeros_like(p), tf.zeros_like(p)) for p in params]
-        initial_losses = [_objective(config.loss, config.order, *params, *subset, constants)
-                          for subset in subsets]
+        objective = _compiled_objective(config.loss, config.order)
+        initial_losses = [objective(*params, *subset, constants) for subset in subsets]
         history = [[float(loss) for loss in initial_losses]]
         best = (initial_losses[1], list(params))
         state = tf.zeros(3, dtype)

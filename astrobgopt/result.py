@@ -14,6 +14,7 @@ from astropy.utils import lazyproperty
 from astropy.utils.exceptions import AstropyUserWarning
 
 from . import _isolation
+from .chunked import band_height
 from .downsample import pixel_blocks
 
 __all__ = ['SplineOptBackgroundResult']
@@ -57,6 +58,84 @@ def _lower_width(boxes):
         warnings.simplefilter('ignore', RuntimeWarning)  # boxes without a usable pixel
         low, median = np.nanpercentile(boxes, [_GAUSSIAN_LOWER_PERCENTILE, 50], axis=-1)
     return median - low
+
+
+def rms_box_size(factor):
+    """Box size of the `background_rms` map for fitting blocks of ``factor`` pixels."""
+    return max(factor, _RMS_MIN_BOX)
+
+
+def rms_box_statistics(residual, box):
+    """
+    Per-box statistics of the `background_rms` map for residual rows
+    (rows, W, k) that hold a whole number of ``box``-row boxes (or the
+    image's last rows), NaN where unusable: the residual's lower-side
+    spread, the clipped noise of neighbouring-pixel differences, and whether
+    enough of the box is usable. `rms_mesh` joins them.
+    """
+    # Differences of neighbouring pixels, over sqrt(2), cancel whatever is
+    # smooth in the residual (a star's halo, a nebula the fit left) but
+    # underestimate correlated noise; the spread of the residual itself is
+    # right for any noise but grows on structure. The map is the smaller of
+    # the spread and the difference noise scaled by the median ratio of the
+    # two (1 for white noise).
+    differences = np.full_like(residual, np.nan)
+    differences[:, 1:] = np.diff(residual, axis=1) / math.sqrt(2)
+    boxes = pixel_blocks(residual, box, np.nan)
+    return (_lower_width(boxes), _clipped_std(pixel_blocks(differences, box, np.nan)),
+            np.mean(np.isfinite(boxes), axis=-1) >= _RMS_MIN_USABLE)
+
+
+def rms_mesh(band_statistics):
+    """
+    The `background_rms` box map (ny, nx, k) from the `rms_box_statistics`
+    of consecutive bands of rows: cleaned and median-filtered, NaN in
+    channels without a usable box.
+    """
+    from scipy.ndimage import median_filter
+
+    scatter, difference_noise, usable = (np.concatenate(part) for part in zip(*band_statistics))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)  # channels without a usable box
+        correlation = np.nanmedian(scatter / difference_noise, axis=(0, 1))
+    rms = np.fmin(scatter, correlation * difference_noise)
+    rms[~usable] = np.nan
+    for channel in range(rms.shape[2]):
+        plane = rms[..., channel]
+        if np.all(np.isnan(plane)):
+            continue
+        plane[np.isnan(plane)] = np.nanmedian(plane)
+        # Boxes a bright object still inflates (a star's core and halo cover
+        # several) stand well above their wider neighbourhood and take its
+        # median, as SExtractor's BACK_FILTERTHRESH does; the noise itself
+        # varies far less over that distance.
+        around = median_filter(plane, size=_RMS_OUTLIER_SIZE, mode='nearest')
+        plane = np.where(plane > _RMS_OUTLIER_RATIO * around, around, plane)
+        # Then Background2D's filter_size=3 smoothing.
+        rms[..., channel] = median_filter(plane, size=_RMS_FILTER_SIZE, mode='nearest')
+    return rms
+
+
+def mesh_resampler(mesh, shape, factor):
+    """
+    The `~astrobgopt.spline.SeparableResampler` of a block-grid map
+    (ny, nx, k) to an image of ``shape``: blocks without a value filled by
+    the median, then bilinear interpolation between the block centres
+    (constant beyond the outer ones).
+    """
+    # spline.py holds NumPy and TensorFlow code side by side; imported here so
+    # that importing the estimator does not start TensorFlow.
+    from .spline import SeparableResampler, linear_interpolation_matrix
+
+    mesh = mesh.copy()
+    for channel in range(mesh.shape[2]):
+        plane = mesh[..., channel]
+        plane[~np.isfinite(plane)] = np.nanmedian(plane)
+    centre = (factor - 1) / 2
+    return SeparableResampler(mesh, linear_interpolation_matrix(shape[0], mesh.shape[0], centre,
+                                                                factor),
+                              linear_interpolation_matrix(shape[1], mesh.shape[1], centre,
+                                                          factor))
 
 
 class SplineOptBackgroundResult:
@@ -108,20 +187,21 @@ class SplineOptBackgroundResult:
             image, -1, self._channel_axis)
         return image * self._unit if self._unit is not None else image
 
-    @lazyproperty
-    def _background(self):
-        start = time.perf_counter()
-        image = self.model.evaluate_image(self._data.shape[:2], dtype=self._dtype)
+    def _background_rows(self, start, stop):
+        """Background rows ``start:stop`` as (rows, W, k) in the output dtype."""
+        image = self.model.evaluate_image(self._data.shape[:2], dtype=self._dtype,
+                                          rows=slice(start, stop))
         if self.stretch is not None:
             image = self._to_linear(image)
-        image = image.astype(self._dtype, copy=False)
-        self.timings['evaluate'] = time.perf_counter() - start
-        return image
+        return image.astype(self._dtype, copy=False)
 
     @lazyproperty
     def background(self):
         """The background model at full resolution (unit of the input)."""
-        return self._present(self._background.copy())
+        start = time.perf_counter()
+        image = self._background_rows(0, self._data.shape[0])
+        self.timings['evaluate'] = time.perf_counter() - start
+        return self._present(image)
 
     @lazyproperty
     def rms_box_size(self):
@@ -129,71 +209,40 @@ class SplineOptBackgroundResult:
         Box size (pixels) of the `background_rms` map: the fitting block, but
         at least 32 pixels, so that a star fills only a small part of a box.
         """
-        return max(self.downscale_factor, _RMS_MIN_BOX)
+        return rms_box_size(self.downscale_factor)
+
+    def _residual_rows(self, top, stop):
+        """Data minus background, rows ``top:stop``, NaN where unusable."""
+        residual = self._data[top:stop] - self._background_rows(top, stop)
+        residual[~self._usable[top:stop]] = np.nan
+        return residual
 
     @lazyproperty
     def _rms_mesh(self):
         """
-        Noise of the residual in each RMS box, cleaned and median-filtered
-        (ny, nx, k); NaN in channels without a usable box.
-        """
-        from scipy.ndimage import median_filter
+        The `background_rms` box map (ny, nx, k), see `rms_mesh`.
 
+        The residual is formed a band of box rows at a time (the model
+        evaluated again per band costs less than a full-size copy).
+        """
         start = time.perf_counter()
+        height, width = self._data.shape[:2]
         box = self.rms_box_size
-        residual = np.where(self._usable[..., None], self._data - self._background, np.nan)
-        # Differences of neighbouring pixels, over sqrt(2), cancel whatever
-        # is smooth in the residual (a star's halo, a nebula the fit left)
-        # but underestimate correlated noise; the spread of the residual
-        # itself is right for any noise but grows on structure. The map is
-        # the smaller of the spread and the difference noise scaled by the
-        # median ratio of the two (1 for white noise).
-        differences = np.full_like(residual, np.nan)
-        differences[:, 1:] = np.diff(residual, axis=1) / math.sqrt(2)
-        boxes = pixel_blocks(residual, box, np.nan)
-        scatter = _lower_width(boxes)
-        difference_noise = _clipped_std(pixel_blocks(differences, box, np.nan))
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', RuntimeWarning)  # channels without a usable box
-            correlation = np.nanmedian(scatter / difference_noise, axis=(0, 1))
-        rms = np.fmin(scatter, correlation * difference_noise)
-        usable = np.mean(np.isfinite(boxes), axis=-1) >= _RMS_MIN_USABLE
-        rms[~usable] = np.nan
-        for channel in range(rms.shape[2]):
-            plane = rms[..., channel]
-            if np.all(np.isnan(plane)):
-                continue
-            plane[np.isnan(plane)] = np.nanmedian(plane)
-            # Boxes a bright object still inflates (a star's core and halo
-            # cover several) stand well above their wider neighbourhood and
-            # take its median, as SExtractor's BACK_FILTERTHRESH does; the
-            # noise itself varies far less over that distance.
-            around = median_filter(plane, size=_RMS_OUTLIER_SIZE, mode='nearest')
-            plane = np.where(plane > _RMS_OUTLIER_RATIO * around, around, plane)
-            # Then Background2D's filter_size=3 smoothing.
-            rms[..., channel] = median_filter(plane, size=_RMS_FILTER_SIZE, mode='nearest')
+        band = band_height(box, width)
+        rms = rms_mesh([rms_box_statistics(self._residual_rows(top, min(top + band, height)), box)
+                        for top in range(0, height, band)])
         self.timings['rms'] = time.perf_counter() - start
         return rms
 
     def _mesh_to_image(self, mesh, factor):
         """
         A map on a grid of ``factor``-pixel boxes (ny, nx, k) at full
-        resolution: boxes without a value filled by the median, then bilinear
-        interpolation between the box centres.
+        resolution (`mesh_resampler`: boxes without a value filled by the
+        median, then bilinear interpolation between the box centres), shaped
+        like the input.
         """
-        from scipy.ndimage import map_coordinates
-
-        mesh = mesh.copy()
-        for channel in range(mesh.shape[2]):
-            plane = mesh[..., channel]
-            plane[~np.isfinite(plane)] = np.nanmedian(plane)
-        height, width = self._data.shape[:2]
-        rows = (np.arange(height) - (factor - 1) / 2) / factor
-        cols = (np.arange(width) - (factor - 1) / 2) / factor
-        grid = np.meshgrid(rows, cols, indexing='ij')
-        image = np.stack([map_coordinates(mesh[..., c], grid, order=1, mode='nearest')
-                          for c in range(mesh.shape[2])], axis=-1).astype(self._dtype)
-        return self._present(image)
+        resampler = mesh_resampler(mesh, self._data.shape[:2], factor)
+        return self._present(resampler.rows(dtype=self._dtype))
 
     @lazyproperty
     def background_rms(self):

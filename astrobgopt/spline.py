@@ -40,6 +40,7 @@ NumPy path evaluates fitted models without TensorFlow (so it is safe in a
 forked process).
 """
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -53,6 +54,7 @@ from scipy import sparse
 from ._choices import SUPPORTED_ORDERS, TAIL_DEGREE, tail_size
 
 __all__ = ['interpolate_spline', 'solve_spline', 'apply_spline', 'apply_spline_grid',
+           'SplineGrid', 'SeparableResampler', 'linear_interpolation_matrix',
            'bending_energy', 'tail_size', 'SUPPORTED_ORDERS']
 
 
@@ -68,6 +70,35 @@ _KERNEL_SIGN = {1: -1.0, 2: 1.0, 3: 1.0, 4: -1.0}
 # (the kernel values of rows x width x n_points); 4 Mi elements is 32 MB in
 # float64, a few such temporaries exist at once.
 _GRID_CHUNK_ELEMENTS = 4 * 1024 * 1024
+# Output elements per sparse product of a resampling (2 MB of float64): the
+# product's result is a temporary beside the output.
+_RESAMPLE_BAND_ELEMENTS = 256 * 1024
+
+
+@functools.cache
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def single_threaded_blas(func):
+    """
+    Run ``func`` with NumPy's BLAS limited to one thread.
+
+    The fit's matrices are small (about 12,000 x 256): a multithreaded
+    OpenBLAS spends more time waking and spin-waiting its threads than
+    multiplying, and with TensorFlow's threads (or other processes) on the
+    same cores it was measured 10-50 times slower than one thread. The
+    parallelism that pays is coarser: row chunks of an image evaluate in
+    parallel threads, each with one BLAS thread.
+    """
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with _blas_controller().limit(limits=1, user_api='blas'):
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 def _xlogy_numpy(x, y):
@@ -295,6 +326,114 @@ def _exact_grid(centers, weights, polynomial, x, y, order, out, offset, scale):
     return out
 
 
+class SeparableResampler:
+    """
+    A (ny, nx, k) grid of nodes resampled to a finer grid by sparse
+    separable weights, a band of output rows at a time.
+
+    Parameters
+    ----------
+    nodes : `~numpy.ndarray`, shape (ny, nx, k)
+        Values at the nodes.
+    along_y, along_x : `scipy.sparse.csr_matrix`
+        Weights from node rows to output rows (height, ny) and from node
+        columns to output columns (width, nx).
+
+    Notes
+    -----
+    The columns are resampled once, on the few node rows; each band of
+    output rows is then one sparse product. Memory beyond the output band
+    is ``ny * width * k`` values.
+    """
+
+    def __init__(self, nodes, along_y, along_x):
+        self.shape = (along_y.shape[0], along_x.shape[0])
+        self._along_y = along_y
+        # (k, ny, width): node rows already resampled along x.
+        self._node_rows = np.stack([(along_x @ nodes[..., channel].T).T
+                                    for channel in range(nodes.shape[2])])
+
+    def rows(self, start=0, stop=None, *, dtype=np.float32, out=None):
+        """
+        Output rows ``start:stop`` as (stop - start, width, k) of ``dtype``,
+        written into ``out`` when given.
+        """
+        stop = self.shape[0] if stop is None else stop
+        if out is None:
+            out = np.empty((stop - start, self.shape[1], len(self._node_rows)), dtype=dtype)
+        band = max(1, _RESAMPLE_BAND_ELEMENTS // self.shape[1])
+        for channel, node_rows in enumerate(self._node_rows):
+            for first in range(start, stop, band):
+                last = min(first + band, stop)
+                out[first - start:last - start, :, channel] = self._along_y[first:last] @ node_rows
+        return out
+
+
+def linear_interpolation_matrix(n_out, n_nodes, first, spacing):
+    """
+    Sparse (n_out, n_nodes) weights of linear interpolation between nodes at
+    ``first + j * spacing`` to outputs at ``0 .. n_out - 1``, constant beyond
+    the first and last node.
+    """
+    position = np.clip((np.arange(n_out) - first) / spacing, 0, n_nodes - 1)
+    base = np.minimum(np.floor(position).astype(int), max(n_nodes - 2, 0))
+    t = position - base
+    upper = np.minimum(base + 1, n_nodes - 1)
+    rows = np.repeat(np.arange(n_out), 2)
+    return sparse.csr_matrix((np.stack([1 - t, t], axis=1).ravel(),
+                              (rows, np.stack([base, upper], axis=1).ravel())),
+                             shape=(n_out, n_nodes))
+
+
+class SplineGrid:
+    """
+    A 2-D spline on a regular grid, evaluated in NumPy a band of rows at a
+    time, in bounded memory (see `apply_spline_grid` for the parameters).
+
+    With ``step > 1`` the exact evaluations at the nodes are made once, on
+    construction; `rows` then costs a sparse product per band, so an image
+    larger than memory is evaluated band by band at the cost of one pass.
+    """
+
+    @single_threaded_blas
+    def __init__(self, centers, weights, polynomial, x, y, *, order=2, step=1, offset=0.0,
+                 scale=1.0):
+        _check_order(order)
+        centers, weights, polynomial, x, y = (np.asarray(item, dtype=np.float64) for item in
+                                              (centers, weights, polynomial, x, y))
+        self._spline = (centers, weights, polynomial, order)
+        self._x, self._y = x, y
+        self._offset = np.asarray(offset, dtype=np.float64)
+        self._scale = np.asarray(scale, dtype=np.float64)
+        self.shape = (len(y), len(x))
+        self._resampler = None
+        if step == 1 or len(x) < 2 or len(y) < 2:
+            return
+        node_x, node_y = (axis[0] + (np.arange(int(np.ceil((len(axis) - 1) / step)) + 4) - 1)
+                          * step * (axis[1] - axis[0]) for axis in (x, y))
+        nodes = _exact_grid(*self._spline[:3], node_x, node_y, order,
+                            np.empty((len(node_y), len(node_x), weights.shape[1])),
+                            self._offset, self._scale)
+        self._resampler = SeparableResampler(
+            nodes, _cubic_convolution_matrix(len(y), step, len(node_y)),
+            _cubic_convolution_matrix(len(x), step, len(node_x)))
+
+    @single_threaded_blas
+    def rows(self, start=0, stop=None, *, dtype=np.float32, out=None):
+        """
+        Grid rows ``start:stop``: ``offset + scale * spline`` as
+        (stop - start, len(x), k) of ``dtype``, written into ``out`` when given.
+        """
+        stop = self.shape[0] if stop is None else stop
+        if self._resampler is not None:
+            return self._resampler.rows(start, stop, dtype=dtype, out=out)
+        centers, weights, polynomial, order = self._spline
+        if out is None:
+            out = np.empty((stop - start, len(self._x), weights.shape[1]), dtype=dtype)
+        return _exact_grid(centers, weights, polynomial, self._x, self._y[start:stop], order,
+                           out, self._offset, self._scale)
+
+
 def apply_spline_grid(centers, weights, polynomial, x, y, *, order=2, step=1,
                       dtype=np.float32, offset=0.0, scale=1.0):
     """
@@ -309,7 +448,8 @@ def apply_spline_grid(centers, weights, polynomial, x, y, *, order=2, step=1,
     spacing; `SplineModel.evaluate_image
     <astrobgopt.optimize.SplineModel.evaluate_image>` chooses ``step`` from
     it. The exact evaluations are in float64, or in float32 when ``dtype`` is
-    float32 and ``step=1``; the offset is added in float64.
+    float32 and ``step=1``; the offset is added in float64. `SplineGrid`
+    evaluates the same grid a band of rows at a time.
 
     Parameters
     ----------
@@ -335,29 +475,8 @@ def apply_spline_grid(centers, weights, polynomial, x, y, *, order=2, step=1,
     -------
     values : `~numpy.ndarray`, shape (len(y), len(x), k)
     """
-    _check_order(order)
-    centers, weights, polynomial, x, y = (np.asarray(item, dtype=np.float64) for item in
-                                          (centers, weights, polynomial, x, y))
-    offset = np.asarray(offset, dtype=np.float64)
-    scale = np.asarray(scale, dtype=np.float64)
-    out = np.empty((len(y), len(x), weights.shape[1]), dtype=dtype)
-    if step == 1 or len(x) < 2 or len(y) < 2:
-        return _exact_grid(centers, weights, polynomial, x, y, order, out, offset, scale)
-    node_x = x[0] + (np.arange(int(np.ceil((len(x) - 1) / step)) + 4) - 1) * step * (x[1] - x[0])
-    node_y = y[0] + (np.arange(int(np.ceil((len(y) - 1) / step)) + 4) - 1) * step * (y[1] - y[0])
-    nodes = _exact_grid(centers, weights, polynomial, node_x, node_y, order,
-                        np.empty((len(node_y), len(node_x), weights.shape[1])), offset, scale)
-    along_x = _cubic_convolution_matrix(len(x), step, len(node_x))
-    along_y = _cubic_convolution_matrix(len(y), step, len(node_y))
-    rows_per_chunk = max(1, _GRID_CHUNK_ELEMENTS // len(x))
-    for channel in range(nodes.shape[2]):
-        # Along x on the few node rows first, then along y: the sparse
-        # product then writes whole output rows, in order.
-        node_rows = (along_x @ nodes[..., channel].T).T
-        for start in range(0, len(y), rows_per_chunk):
-            stop = min(start + rows_per_chunk, len(y))
-            out[start:stop, :, channel] = along_y[start:stop] @ node_rows
-    return out
+    return SplineGrid(centers, weights, polynomial, x, y, order=order, step=step, offset=offset,
+                      scale=scale).rows(dtype=dtype)
 
 
 def interpolate_spline(train_points, train_values, query_points, *, order=2,

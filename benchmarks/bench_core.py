@@ -5,13 +5,18 @@ Run: ``python benchmarks/bench_core.py`` (add ``--quick`` to skip the
 4000 x 6000 frame). Warm times are medians of repeated calls. Every figure
 of the core issue is printed:
 
-* speed: 2000 x 3000 and 4000 x 6000 float32 frames, fit + full-resolution
-  model, warm (TensorFlow already imported and traced) and cold (a fresh
-  process, import and tracing included), with the ratio to photutils'
-  ``Background2D(box 64, filter 3)`` measured in the same run;
+* speed: 512 x 512, 2000 x 3000 and 4000 x 6000 float32 frames, fit +
+  ``background`` + ``background_rms``, warm (TensorFlow imported, a fit at
+  another shape done first; median of 5 calls) with CPU time over wall
+  time, the first call at the new shape over a warm call, and cold (a fresh
+  process, import included), with the ratios to photutils'
+  ``Background2D(box 64, filter 3)`` and to SEP (``sep.Background``, 64 x
+  64 boxes, ``back()`` and ``rms()``) measured in the same run;
+  ``--compete`` runs the speed table beside a busy process;
 * memory: peak resident memory during the fit above the level before it
-  (TensorFlow imported and warmed up, input loaded), in units of the input's
-  float32 size (the result, which holds the full-size model, included);
+  (TensorFlow imported and warmed up, input loaded), and the peak of
+  NumPy's traced allocations, in units of the input's float32 size (the
+  result, which holds the full-size model and RMS map, included);
 * accuracy, astrophotography: the simulated light-polluted frame (gradient,
   town glow, vignetting, a nebula of 15 sigma covering about a quarter of
   the frame, ~3000 stars), residual RMS after removing the constant offset
@@ -23,8 +28,10 @@ of the core issue is printed:
 """
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import (PeakMemory, background2d, offset_free_rms, print_table,  # noqa: E402
@@ -39,7 +46,8 @@ def _fit(image, **options):
     from astrobgopt import SplineOptBackground
 
     result = SplineOptBackground(progress=False, **options)(image)
-    result.background  # the full-resolution model is part of the job
+    result.background  # the full-resolution model and RMS map are part of the job
+    result.background_rms
     return result
 
 
@@ -50,17 +58,43 @@ def _warm_up():
 
 
 def measure_fit(path, warm):
-    """In a fresh process: wall time and peak memory of one fit of ``path``."""
+    """
+    In a fresh process, one fit of ``path``: cold, the wall time of the
+    first call (import included); warm, after a fit at another shape: the
+    first call at this shape, then peak memory (RSS sampled, and NumPy's
+    allocations traced) and the median wall and CPU time of repeated calls.
+    """
+    import tracemalloc
+
     import numpy as np
 
-    if warm:
-        _warm_up()
     image = np.load(path)
+    if not warm:
+        return timed(_fit, image)[1]
+    _warm_up()
+    _, first = timed(_fit, image)
     with PeakMemory() as memory:
-        _, seconds = timed(_fit, image)
-    if warm:  # repeated calls for a stable time, once memory is measured
-        _, seconds = timed(_fit, image, repeat=3)
-    return seconds, memory.increase / (image.size * 4)
+        _fit(image)
+    tracemalloc.start()
+    _fit(image)
+    traced = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    walls, cpus = [], []
+    for _ in range(5):
+        start, cpu = time.perf_counter(), time.process_time()
+        _fit(image)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
+    size = image.size * 4
+    return (float(np.median(walls)), float(np.median(cpus)), first, memory.increase / size,
+            traced / size)
+
+
+def _sep_background(image):
+    import sep
+
+    background = sep.Background(np.ascontiguousarray(image, dtype=np.float32), bw=64, bh=64)
+    return background.back(), background.rms()
 
 
 def speed_and_memory(shapes):
@@ -72,17 +106,25 @@ def speed_and_memory(shapes):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, 'frame.npy')
             np.save(path, image)
-            warm, memory = run_isolated('bench_core.measure_fit', path, True)
-            cold, _ = run_isolated('bench_core.measure_fit', path, False)
+            warm, cpu, first, memory, traced = run_isolated('bench_core.measure_fit', path, True)
+            cold = run_isolated('bench_core.measure_fit', path, False)
+        cpu_start = time.process_time()
         _, photutils_seconds = timed(lambda: background2d(image, 64, filter_size=3).background,
                                      repeat=3)
-        rows.append([f'{shape[0]}x{shape[1]}', f'{warm:.2f}', f'{cold:.2f}',
-                     f'{photutils_seconds:.2f}', f'{warm / photutils_seconds:.2f}',
-                     f'{SEED_TOOL_SECONDS / warm:.1f}' if shape == (2000, 3000) else '-',
-                     f'{memory:.1f}'])
-    print_table('Speed and memory (fit + full-resolution model; 2 CPU cores)',
-                ['frame', 'spline warm s', 'spline cold s', 'B2D(64) s', 'spline/B2D',
-                 'speed-up vs seed 52 s', 'peak mem / input f32'], rows)
+        photutils_cpu = (time.process_time() - cpu_start) / 3
+        _, sep_seconds = timed(_sep_background, image, repeat=5)
+        rows.append([f'{shape[0]}x{shape[1]}', f'{warm:.3f}', f'{cpu / warm:.2f}',
+                     f'{first / warm:.2f}', f'{cold:.2f}', f'{photutils_seconds:.3f}',
+                     f'{warm / photutils_seconds:.2f}', f'{cpu / photutils_cpu:.2f}',
+                     f'{sep_seconds:.3f}',
+                     f'{warm / sep_seconds:.1f}',
+                     f'{SEED_TOOL_SECONDS / warm:.0f}' if shape == (2000, 3000) else '-',
+                     f'{memory:.1f}', f'{traced:.1f}'])
+    print_table('Speed and memory (fit + background + background_rms; warm = median of 5 '
+                'calls in one process; 2 CPU cores)',
+                ['frame', 'warm s', 'CPU/wall', 'first/warm', 'cold s', 'B2D(64) s',
+                 'spline/B2D', 'CPU spline/B2D', 'SEP(64) s', 'spline/SEP', 'x seed 52 s',
+                 'RSS peak/input', 'traced peak/input'], rows)
 
 
 def astrophotography_accuracy():
@@ -140,12 +182,25 @@ def photometry_accuracy():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--quick', action='store_true', help='skip the 4000x6000 frame')
+    parser.add_argument('--compete', action='store_true',
+                        help='time the speed table beside a busy process on one core')
+    parser.add_argument('--speed-only', action='store_true', help='skip the accuracy tables')
     args = parser.parse_args(argv)
     import tensorflow as tf
 
     print(f'TensorFlow {tf.__version__}; devices: '
           f'{[d.device_type for d in tf.config.list_physical_devices()]}')
-    speed_and_memory([(2000, 3000)] if args.quick else [(2000, 3000), (4000, 6000)])
+    shapes = [(512, 512), (2000, 3000)] + ([] if args.quick else [(4000, 6000)])
+    busy = (subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+            if args.compete else None)
+    try:
+        speed_and_memory(shapes)
+    finally:
+        if busy is not None:
+            busy.kill()
+            print('(timed beside a busy process)')
+    if args.speed_only:
+        return
     _warm_up()
     astrophotography_accuracy()
     photometry_accuracy()
