@@ -10,6 +10,9 @@ user sample points. See ``astrobgopt --help`` and the documentation page
 
 Exit status: 0 on success, 1 when a file could not be processed (missing,
 unreadable, unsupported, or a failed fit), 2 for a bad command line.
+
+The module is about 550 lines, most of them the argument parser's help
+texts, which are the command's documentation.
 """
 
 import argparse

@@ -21,6 +21,11 @@ treated as multiplicative (vignetting, flat-field residue) and the output is
 ``data / model * median(model)``. Integer outputs are rounded and clipped to
 the range of their type, never wrapped; the number of clipped pixels is
 reported.
+
+The module is over 600 lines because a frame's outputs are one unit: the
+fit, the level kept, the residual statistics and the safe writing of the
+set (incomplete-set markers, reruns after a crash) share the frame's
+options and must stay consistent with one another.
 """
 
 import dataclasses

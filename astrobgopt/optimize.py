@@ -45,6 +45,11 @@ Losses
 
 Both losses add a bending-energy penalty ``smoothing * trace(W^T K W)`` that
 keeps the surface smooth where no data constrain it.
+
+This module is long (about 850 lines) on purpose: the initialization, the
+compiled Adam loop and the final re-solve share the losses, the
+standardization and the noise model, and must change together; split
+across modules they would drift apart.
 """
 
 import functools
