@@ -54,10 +54,29 @@ def _lower_width(boxes):
     sigma of Gaussian noise, from the side of the distribution that faint
     unresolved stars (positive only) disturb least.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', RuntimeWarning)  # boxes without a usable pixel
-        low, median = np.nanpercentile(boxes, [_GAUSSIAN_LOWER_PERCENTILE, 50], axis=-1)
+    low, median = _nan_percentiles(boxes, (_GAUSSIAN_LOWER_PERCENTILE, 50))
     return median - low
+
+
+def _nan_percentiles(values, percentiles):
+    """
+    Percentiles over the last axis ignoring NaN, as `numpy.nanpercentile`'s
+    linear method computes them (NaN where a row has no value), from one
+    sort: `numpy.nanpercentile` loops over the rows in Python when any value
+    is NaN, a hundred times slower on a map of boxes.
+    """
+    ordered = np.sort(values, axis=-1)  # NaN sort last
+    count = np.count_nonzero(np.isfinite(values), axis=-1)
+    last = np.maximum(count - 1, 0)[..., None]
+    results = []
+    for percentile in percentiles:
+        position = last * (percentile / 100)
+        below = np.floor(position).astype(np.intp)
+        lower = np.take_along_axis(ordered, below, axis=-1)
+        upper = np.take_along_axis(ordered, np.minimum(below + 1, last), axis=-1)
+        result = (lower + (upper - lower) * (position - below))[..., 0]
+        results.append(np.where(count > 0, result, np.nan))
+    return results
 
 
 def rms_box_size(factor):
