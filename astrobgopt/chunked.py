@@ -37,7 +37,7 @@ BAND_PIXELS = 256 * 1024
 
 
 def band_height(factor, width):
-    """Rows per band: a whole number of ``factor``-row blocks, about `BAND_PIXELS` pixels."""
+    """Rows per band: a whole number of ``factor``-row blocks, about ``BAND_PIXELS`` pixels."""
     return factor * max(1, BAND_PIXELS // (factor * width))
 
 
@@ -62,7 +62,7 @@ def join_tiles(tiles):
 def block_samples(image, usable_fraction, factor, *, func='median'):
     """
     `~astrobgopt.downsample.block_reduce_masked` tile by tile: the same
-    samples, with the temporaries of one tile of about `BAND_PIXELS` pixels.
+    samples, with the temporaries of one tile of about ``BAND_PIXELS`` pixels.
 
     Parameters
     ----------
@@ -96,16 +96,34 @@ def is_chunked(data):
     return dask_array is not None and isinstance(data, dask_array.Array)
 
 
+class _PixelSource:
+    """
+    An array-like with the ``shape``, ``ndim`` and ``dtype`` Dask reads:
+    FITS sections (read on demand, no memory map) lack ``ndim``, and before
+    astropy 6.1 ``dtype`` too (then one pixel is read to learn it).
+    """
+
+    def __init__(self, data):
+        self._data = data
+        self.shape = tuple(data.shape)
+        self.ndim = len(self.shape)
+        dtype = getattr(data, 'dtype', None)
+        self.dtype = np.dtype(dtype if dtype is not None else np.asarray(data[:1, :1]).dtype)
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+
 def _as_bands(data, rows, what):
     """``data`` as a 2-D dask array in bands of ``rows`` full rows."""
     import dask.array as da
 
     if not is_chunked(data):
-        # meta: a FITS section (read on demand, no memory map) has no ndim;
-        # lock: its reads seek a shared file, one thread at a time.
-        data = da.from_array(data, chunks=(rows, -1), asarray=True,
-                             lock=not isinstance(data, np.ndarray),
-                             meta=np.empty((0,) * len(data.shape), dtype=np.dtype(data.dtype)))
+        # lock: a FITS section's reads seek a shared file, one thread at a time.
+        source = data if isinstance(data, np.ndarray) else _PixelSource(data)
+        data = da.from_array(source, chunks=(rows, -1), asarray=True,
+                             lock=source is not data,
+                             meta=np.empty((0,) * source.ndim, dtype=source.dtype))
     if data.ndim != 2:
         raise ValueError(f'{what} must be a 2-D image for the chunked path; got shape '
                          f'{data.shape} (fit colour mosaics one channel at a time)')

@@ -628,7 +628,7 @@ def process_file(path, output_dir='.', **options):
     them. A run that fails or is interrupted while writing removes the
     outputs it had written; one killed outright leaves the marker, and the
     next run replaces that incomplete set without ``overwrite`` (see
-    `remove_incomplete_outputs`).
+    `~astrobgopt.frame.remove_incomplete_outputs`).
 
     Examples
     --------

@@ -17,7 +17,8 @@ from . import _isolation
 from .chunked import band_height
 from .downsample import pixel_blocks
 
-__all__ = ['SplineOptBackgroundResult']
+__all__ = ['SplineOptBackgroundResult', 'mesh_resampler', 'rms_box_size', 'rms_box_statistics',
+           'rms_mesh']
 
 # The background_rms map: boxes of at least _RMS_MIN_BOX pixels (a star fills
 # a small part of one), the residual clipped at _RMS_CLIP_SIGMA for up to
@@ -80,13 +81,17 @@ def _nan_percentiles(values, percentiles):
 
 
 def rms_box_size(factor):
-    """Box size of the `background_rms` map for fitting blocks of ``factor`` pixels."""
+    """
+    Box size of the `~astrobgopt.SplineOptBackgroundResult.background_rms` map for
+    fitting blocks of ``factor`` pixels.
+    """
     return max(factor, _RMS_MIN_BOX)
 
 
 def rms_box_statistics(residual, box):
     """
-    Per-box statistics of the `background_rms` map for residual rows
+    Per-box statistics of the
+    `~astrobgopt.SplineOptBackgroundResult.background_rms` map for residual rows
     (rows, W, k) that hold a whole number of ``box``-row boxes (or the
     image's last rows), NaN where unusable: the residual's lower-side
     spread, the clipped noise of neighbouring-pixel differences, and whether
@@ -107,7 +112,8 @@ def rms_box_statistics(residual, box):
 
 def rms_mesh(band_statistics):
     """
-    The `background_rms` box map (ny, nx, k) from the `rms_box_statistics`
+    The `~astrobgopt.SplineOptBackgroundResult.background_rms` box map (ny, nx, k)
+    from the `rms_box_statistics`
     of consecutive bands of rows: cleaned and median-filtered, NaN in
     channels without a usable box.
     """

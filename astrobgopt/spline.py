@@ -376,7 +376,7 @@ class SeparableResampler:
 def linear_interpolation_matrix(n_out, n_nodes, first, spacing):
     """
     Sparse (n_out, n_nodes) weights of linear interpolation between nodes at
-    ``first + j * spacing`` to outputs at ``0 .. n_out - 1``, constant beyond
+    ``first + j * spacing`` to the outputs 0 to ``n_out - 1``, constant beyond
     the first and last node.
     """
     position = np.clip((np.arange(n_out) - first) / spacing, 0, n_nodes - 1)

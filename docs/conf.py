@@ -25,9 +25,11 @@ nitpick_ignore_regex = [
     # TensorFlow and xisf publish no Sphinx inventory: their names cannot resolve.
     ('py:.*', r'(tf|tensorflow|xisf)\..*'),
 ]
-# The projects whose inventories intersphinx fetches (see intersphinx_mapping).
-INTERSPHINX_PACKAGES = ('pathlib', 'numpy', 'scipy', 'matplotlib',
-                        'astropy', 'photutils', 'ccdproc', 'regions', 'dask')
+# The projects whose inventories intersphinx fetches (see intersphinx_mapping),
+# the standard-library modules the docs name first (Python's inventory).
+INTERSPHINX_PACKAGES = ('pathlib', 'functools', 'os', 'warnings', 'multiprocessing',
+                        'concurrent', 'numpy', 'scipy', 'matplotlib', 'astropy',
+                        'photutils', 'ccdproc', 'regions', 'dask', 'distributed')
 html_theme_options = {
     'github_url': 'https://github.com/astrobgopt/astrobgopt',
 }

@@ -41,7 +41,7 @@ def _frame_products(estimator, image, csv_path=None):
     subtracted = image - bkg.background
     again = bkg.background
     threshold = 5 * bkg.background_rms
-    segments = detect_sources(subtracted, threshold, n_pixels=5)
+    segments = detect_sources(subtracted, threshold, 5)  # npixels (n_pixels in photutils 3)
     row = [float(bkg.background_median), float(bkg.background_rms_median)]
     if csv_path is not None:
         with open(csv_path, 'w', newline='') as stream:
