@@ -10,7 +10,6 @@ file stays small.
 Usage: python docs/make_ccdproc_figure.py
 """
 
-import io
 from pathlib import Path
 
 import ccdproc
@@ -21,10 +20,10 @@ matplotlib.use('agg')
 import matplotlib.pyplot as plt  # noqa: E402
 from astropy.nddata import CCDData  # noqa: E402
 from astropy.visualization import ZScaleInterval  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from astrobgopt.ccd import subtract_background  # noqa: E402
 from astrobgopt.masks import read_regions  # noqa: E402
+from _palette_png import figure_image, save_palette_png  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 RAW_FRAME = Path(ccdproc.__file__).parent / 'tests/data/a8280271.fits'
@@ -67,15 +66,7 @@ def main():
     for ax in axes:
         ax.set_xlabel('x (pixel)')
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format='png', dpi=72)
-    # A palette image is a third of the size of matplotlib's RGBA output.
-    Image.open(buffer).convert('RGB').quantize(256).save(TARGET, optimize=True)
-    size = TARGET.stat().st_size
-    if size > MAX_BYTES:
-        raise RuntimeError(f'{TARGET} is {size} bytes, over the {MAX_BYTES}-byte budget '
-                           'for the docs')
-    print(f'wrote {TARGET} ({size} bytes)')
+    save_palette_png(figure_image(fig, dpi=72), TARGET, MAX_BYTES)
 
 
 if __name__ == '__main__':

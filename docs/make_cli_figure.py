@@ -19,6 +19,7 @@ import tifffile
 from astropy.io import fits
 from PIL import Image
 
+from _palette_png import save_palette_png
 from astrobgopt.frame import process_file
 from astrobgopt.datasets import make_light_pollution_sky
 
@@ -37,12 +38,7 @@ def save(source, name):
     image = Image.open(source).convert('RGB')
     width = WIDTH[name]
     image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
-    target = STATIC / name
-    image.quantize(256).save(target, optimize=True)
-    size = target.stat().st_size
-    if size > MAX_BYTES:
-        raise RuntimeError(f'{target} is {size} bytes; the limit is {MAX_BYTES}')
-    print(f'{target}: {size} bytes')
+    save_palette_png(image, STATIC / name, MAX_BYTES)
 
 
 def colour_frame(path):

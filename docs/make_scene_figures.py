@@ -15,15 +15,14 @@ Usage: python docs/make_scene_figures.py [--scenes a,b]
 """
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parents[1] / 'benchmarks'))
 from bench_scenes import estimators  # noqa: E402
+from _palette_png import figure_image, save_palette_png  # noqa: E402
 
 from astrobgopt.validation import SCENES, error_rms, load_m13_scene, make_scene  # noqa: E402
 
@@ -98,16 +97,9 @@ def save_small(fig, target):
     """Save as a 256-colour PNG and check that it stays within the docs budget."""
     import matplotlib.pyplot as plt
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format='png', dpi=60)
+    image = figure_image(fig, dpi=60)
     plt.close(fig)
-    buffer.seek(0)
-    Image.open(buffer).convert('RGB').quantize(256).save(target, optimize=True)
-    size = target.stat().st_size
-    if size > MAX_BYTES:
-        raise RuntimeError(f'{target} is {size} bytes, over the {MAX_BYTES}-byte budget '
-                           'for the docs')
-    print(f'wrote {target} ({size} bytes)')
+    save_palette_png(image, target, MAX_BYTES)
 
 
 def main(argv=None):
