@@ -52,6 +52,8 @@ standardization and the noise model, and must change together; split
 across modules they would drift apart.
 """
 
+import contextlib
+import copy
 import functools
 import math
 import os
@@ -64,7 +66,7 @@ from astropy.stats import mad_std
 from ._choices import INITIALIZERS, LOSSES
 from .config import FitConfig
 from .spline import (_NUMPY, SplineGrid, _determines_tail, _squared_distance, apply_spline,
-                     bending_energy, single_threaded_blas, solve_spline, tail_size)
+                     single_threaded_blas, solve_spline, tail_size)
 
 __all__ = ['SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
            'INITIALIZERS', 'compute_device', 'grid_control_points', 'initial_control_points']
@@ -124,6 +126,42 @@ def _limit_tensorflow_threads():
 
 
 _limit_tensorflow_threads()
+
+
+@contextlib.contextmanager
+def _without_graph_rewrites():
+    """
+    Run compiled functions without TensorFlow's graph optimizer (Grappler),
+    in this thread, on a CPU.
+
+    Grappler rewrites a compiled function the first time it runs. For the
+    optimizer loop that took 0.15 to 0.3 s once per process, as long as a
+    whole warm fit of a 512 x 512 frame, and the rewritten loop ran no
+    faster on a CPU (``benchmarks/bench_pipeline.py``). The option is read
+    from this thread's call options when a function first runs, so the rest
+    of the program keeps TensorFlow's defaults. On a GPU, where Grappler's
+    fusions may pay, nothing changes.
+    """
+    try:
+        from tensorflow.python.eager import context
+        eager = context.context()
+        saved = eager.function_call_options
+    except (ImportError, AttributeError):  # TensorFlow's internals moved: keep its defaults
+        yield
+        return
+    if compute_device() != 'CPU':
+        yield
+        return
+    config = tf.compat.v1.ConfigProto()
+    config.ParseFromString(saved.config_proto_serialized)
+    config.graph_options.rewrite_options.disable_meta_optimizer = True
+    options = copy.copy(saved)
+    options.config_proto_serialized = config
+    eager.function_call_options = options
+    try:
+        yield
+    finally:
+        eager.function_call_options = saved
 
 
 @functools.cache
@@ -554,21 +592,19 @@ def _initial_values(basis, bending, target, fraction, config, start=None):
     return _initial_values(basis, bending, target, fraction, config, start=values)
 
 
-def _objective(loss, order, centers, values, points, target, fraction, constants):
-    """The loss of control points ``centers`` with ``values`` on the samples."""
-    sigma, offset, spread, alpha, smoothing_scale = constants
-    weights, polynomial = solve_spline(centers, values, order=order)
-    model = apply_spline(centers, weights, polynomial, points, order=order)
-    bending = smoothing_scale * bending_energy(centers, weights, order=order)
+def _data_loss(loss, model, target, fraction, constants):
+    """The loss's data term for a fitted ``model`` at samples ``target``, ``fraction``."""
+    sigma, offset, spread, alpha, _ = constants
     if loss == 'robust':
         u = (target - model) * tf.sqrt(fraction)[:, None] / sigma
         c2 = _BIWEIGHT_C ** 2
         rho = c2 / 6.0 * (1.0 - tf.pow(tf.nn.relu(1.0 - tf.square(u) / c2), 3))
         usable = tf.cast(fraction > 0, rho.dtype)
-        return tf.reduce_sum(rho * usable[:, None]) / tf.reduce_sum(usable) + bending
+        return tf.reduce_sum(rho * usable[:, None]) / tf.reduce_sum(usable)
     # The seed tool's asymmetric loss, in the data units of the fit: in
     # float64 (offset and spread are), as data near the float32 limit
     # overflow it in float32.
+    dtype = model.dtype
     model = tf.cast(model, offset.dtype)
     fraction = tf.cast(fraction, offset.dtype)
     model_units = offset + spread * model
@@ -584,28 +620,46 @@ def _objective(loss, order, centers, values, points, target, fraction, constants
     colour = tf.math.reduce_variance(weighted_mean(residual))
     log_loss = tf.math.log(l1 + colour + tf.cast(alpha, offset.dtype) * (overshoot + negative)
                            + 1e-30)
-    return tf.cast(log_loss, bending.dtype) + bending
+    return tf.cast(log_loss, dtype)
+
+
+def _objective(loss, order, centers, values, subsets, constants):
+    """
+    The loss of control points ``centers`` with ``values`` on each subset of
+    samples (``(points, target, fraction)`` tuples), from one solve of the
+    spline and one evaluation at all their points.
+    """
+    smoothing_scale = constants[4]
+    weights, polynomial = solve_spline(centers, values, order=order)
+    model = apply_spline(centers, weights, polynomial,
+                         tf.concat([points for points, _, _ in subsets], axis=0), order=order)
+    # The bending energy w^T K w of an interpolating spline equals w^T v
+    # (K w + P a = v and P^T w = 0), as a function of the centres and values:
+    # no second kernel matrix to build, differentiate or trace.
+    bending = smoothing_scale * tf.reduce_sum(weights * values)
+    models = tf.split(model, [tf.shape(points)[0] for points, _, _ in subsets])
+    return [_data_loss(loss, part, target, fraction, constants) + bending
+            for part, (_, target, fraction) in zip(models, subsets)]
 
 
 def _spec(*shape, dtype=_OPTIMIZER_DTYPE):
     return tf.TensorSpec(shape, dtype)
 
 
-# Shapes of the compiled functions' arguments with every size left open
-# (samples, control points, channels), so that a new image shape, number
-# of samples or of channels runs the same graph instead of tracing anew
-# (a trace costs hundreds of milliseconds).
-_PARAMS_SPEC = [_spec(None, 2), _spec(None, None)]
+# The compiled function's arguments, flat (nested lists and tuples cost
+# tracing time) and with every size left open (samples, control points,
+# channels), so that a new image shape, number of samples or of channels
+# runs the same graph instead of tracing anew.
+#: The optimizer's state: positions and values, Adam's two moments of each,
+#: the best monitored loss with its positions and values, the counters
+#: [steps done, steps since improvement, steps since the learning rate
+#: changed] and the learning rate.
+_STATE_SPEC = (_spec(None, 2), _spec(None, None), _spec(None, 2), _spec(None, 2),
+               _spec(None, None), _spec(None, None), _spec(), _spec(None, 2), _spec(None, None),
+               _spec(3), _spec())
 _SAMPLES_SPEC = (_spec(None, 2), _spec(None, None), _spec(None))
 _CONSTANTS_SPEC = (_spec(None), _spec(None, dtype=tf.float64), _spec(None, dtype=tf.float64),
                    _spec(), _spec())
-
-
-@functools.lru_cache(maxsize=None)
-def _compiled_objective(loss, order):
-    """`_objective` compiled for one loss and order (shapes left open)."""
-    return tf.function(functools.partial(_objective, loss, order), autograph=False,
-                       input_signature=[*_PARAMS_SPEC, *_SAMPLES_SPEC, _CONSTANTS_SPEC])
 
 
 @functools.lru_cache(maxsize=None)
@@ -616,22 +670,29 @@ def _compiled_chunk(loss, order, batch_size):
     One compiled function serves every fit with the same loss, order and
     batching; everything else arrives as tensors, so refits do not retrace.
     The monitored loss is the loss on the held-out samples (``monitor``).
+    Arguments and results are flat: the state (`_STATE_SPEC`), then the
+    training and the monitored samples and the constants, the seed, the
+    number of steps and the two patiences; it returns the new state and the
+    losses of the steps run.
     """
 
     # autograph=False: the loop is an explicit tf.while_loop and the Python
     # branches are static, so source conversion would only add tracing time.
     @tf.function(autograph=False, input_signature=[
-        _PARAMS_SPEC, [(spec, spec) for spec in _PARAMS_SPEC], (_spec(), _PARAMS_SPEC),
-        _spec(3), _spec(), _SAMPLES_SPEC, _SAMPLES_SPEC, _CONSTANTS_SPEC,
+        *_STATE_SPEC, *_SAMPLES_SPEC, *_SAMPLES_SPEC, *_CONSTANTS_SPEC,
         _spec(dtype=tf.int32), _spec(dtype=tf.int32), _spec(), _spec()])
-    def run_chunk(params, moments, best, state, lr, train, monitor, constants, seed, n_steps,
-                  patience, plateau_patience):
-        # state: [steps done, steps since improvement, steps since lr change]
+    def run_chunk(*arguments):
+        state = arguments[:len(_STATE_SPEC)]
+        rest = arguments[len(_STATE_SPEC):]
+        train, monitor = rest[:3], rest[3:6]
+        constants = rest[6:11]
+        seed, n_steps, patience, plateau_patience = rest[11:]
         n_samples = tf.shape(train[0])[0]
         zero = tf.zeros((), _OPTIMIZER_DTYPE)
 
-        def body(i, params, moments, best, state, lr, losses):
-            step = tf.cast(state[0], tf.int32)
+        def body(i, centers, values, m_centers, v_centers, m_values, v_values,
+                 best_loss, best_centers, best_values, counters, lr, losses):
+            step = tf.cast(counters[0], tf.int32)
             if batch_size is None:
                 batch = train
             else:
@@ -639,37 +700,41 @@ def _compiled_chunk(loss, order, batch_size):
                                                     maxval=n_samples, dtype=tf.int32)
                 batch = tuple(tf.gather(item, index) for item in train)
             with tf.GradientTape() as tape:
-                tape.watch(params)
-                loss_value = _objective(loss, order, params[0], params[1], *batch, constants)
-            grads = tape.gradient(loss_value, params)
-            monitored = _objective(loss, order, params[0], params[1], *monitor, constants)
-            improved = monitored < best[0] - 1e-6 * tf.abs(best[0])
-            best = (tf.where(improved, monitored, best[0]),
-                    [tf.where(improved, p, b) for p, b in zip(params, best[1])])
+                tape.watch([centers, values])
+                loss_value, monitored = _objective(loss, order, centers, values,
+                                                   (batch, monitor), constants)
+            grad_centers, grad_values = tape.gradient(loss_value, [centers, values])
+            improved = monitored < best_loss - 1e-6 * tf.abs(best_loss)
+            best_loss = tf.where(improved, monitored, best_loss)
+            best_centers = tf.where(improved, centers, best_centers)
+            best_values = tf.where(improved, values, best_values)
             t = tf.cast(step + 1, _OPTIMIZER_DTYPE)
-            new_params, new_moments = [], []
-            for p, g, (m, v) in zip(params, grads, moments):
-                m = _ADAM_BETA1 * m + (1 - _ADAM_BETA1) * g
-                v = _ADAM_BETA2 * v + (1 - _ADAM_BETA2) * tf.square(g)
-                step_size = lr * tf.sqrt(1 - _ADAM_BETA2 ** t) / (1 - _ADAM_BETA1 ** t)
-                new_params.append(p - step_size * m / (tf.sqrt(v) + _ADAM_EPSILON))
-                new_moments.append((m, v))
-            wait = tf.where(improved, zero, state[1] + 1)
-            plateau = tf.where(improved, zero, state[2] + 1)
+            step_size = lr * tf.sqrt(1 - _ADAM_BETA2 ** t) / (1 - _ADAM_BETA1 ** t)
+
+            def adam(param, grad, m, v):
+                m = _ADAM_BETA1 * m + (1 - _ADAM_BETA1) * grad
+                v = _ADAM_BETA2 * v + (1 - _ADAM_BETA2) * tf.square(grad)
+                return param - step_size * m / (tf.sqrt(v) + _ADAM_EPSILON), m, v
+
+            centers, m_centers, v_centers = adam(centers, grad_centers, m_centers, v_centers)
+            values, m_values, v_values = adam(values, grad_values, m_values, v_values)
+            wait = tf.where(improved, zero, counters[1] + 1)
+            plateau = tf.where(improved, zero, counters[2] + 1)
             reduce_lr = plateau >= plateau_patience
             lr = tf.where(reduce_lr, 0.5 * lr, lr)
             plateau = tf.where(reduce_lr, zero, plateau)
-            state = tf.stack([state[0] + 1, wait, plateau])
-            return (i + 1, new_params, new_moments, best, state, lr,
+            counters = tf.stack([counters[0] + 1, wait, plateau])
+            return (i + 1, centers, values, m_centers, v_centers, m_values, v_values,
+                    best_loss, best_centers, best_values, counters, lr,
                     losses.write(i, tf.stack([loss_value, monitored])))
 
-        def cond(i, params, moments, best, state, lr, losses):
-            return tf.logical_and(i < n_steps, state[1] < patience)
+        def cond(i, *loop_state):
+            counters = loop_state[-3]
+            return tf.logical_and(i < n_steps, counters[1] < patience)
 
         losses = tf.TensorArray(_OPTIMIZER_DTYPE, size=0, dynamic_size=True, element_shape=[2])
-        _, params, moments, best, state, lr, losses = tf.while_loop(
-            cond, body, (tf.constant(0), params, moments, best, state, lr, losses))
-        return params, moments, best, state, lr, losses.stack()
+        _, *state, losses = tf.while_loop(cond, body, (tf.constant(0), *state, losses))
+        return (*state, losses.stack())
 
     return run_chunk
 
@@ -791,40 +856,46 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
         constants = (tf.constant(sigma, dtype), tf.constant(offset, tf.float64),
                      tf.constant(spread, tf.float64), tf.constant(config.alpha, dtype),
                      tf.constant(smoothing_scale, dtype))
-        subsets = [tuple(tf.constant(item[rows], dtype)
-                         for item in (scaled_points, target, fraction))
-                   for rows in (train, held if held.any() else train)]
-        params = [tf.constant(initial / length_scale, dtype), tf.constant(control, dtype)]
-        moments = [(tf.zeros_like(p), tf.zeros_like(p)) for p in params]
-        objective = _compiled_objective(config.loss, config.order)
-        initial_losses = [objective(*params, *subset, constants) for subset in subsets]
-        history = [[float(loss) for loss in initial_losses]]
-        best = (initial_losses[1], list(params))
-        state = tf.zeros(3, dtype)
-        lr = tf.constant(config.learning_rate, dtype)
-        seed = tf.constant(config.seed, tf.int32)
+        train_samples, monitor_samples = [
+            tuple(tf.constant(item[rows], dtype) for item in (scaled_points, target, fraction))
+            for rows in (train, held if held.any() else train)]
+        centers = tf.constant(initial / length_scale, dtype)
+        control_values = tf.constant(control, dtype)
+        # The best monitored loss starts at the largest float (infinity would
+        # make the relative improvement test NaN): the first step evaluates
+        # the initialization and keeps it as the best so far.
+        state = (centers, control_values, *[tf.zeros_like(centers)] * 2,
+                 *[tf.zeros_like(control_values)] * 2, tf.constant(dtype.max, dtype), centers,
+                 control_values, tf.zeros(3, dtype), tf.constant(config.learning_rate, dtype))
+        fixed = (*train_samples, *monitor_samples, *constants, tf.constant(config.seed, tf.int32))
         patience = tf.constant(config.patience, dtype)
         plateau_patience = tf.constant(config.plateau_patience, dtype)
         bar = tqdm(total=config.epochs, desc=progress_desc, unit='step',
                    disable=progress is False, delay=0 if progress else 2.0, leave=False)
-        with bar:
+        history = []
+        with bar, _without_graph_rewrites():
             while True:
-                n_steps = min(_STEPS_PER_CHUNK, config.epochs - int(state[0]))
-                params, moments, best, state, lr, losses = run_chunk(
-                    params, moments, best, state, lr, *subsets, constants, seed,
-                    tf.constant(n_steps), patience, plateau_patience)
+                counters = state[-2].numpy()
+                n_steps = min(_STEPS_PER_CHUNK, config.epochs - int(counters[0]))
+                *state, losses = run_chunk(*state, *fixed, tf.constant(n_steps), patience,
+                                           plateau_patience)
                 history.extend(losses.numpy().tolist())
                 bar.update(len(losses))
-                if state[1] >= config.patience:
+                counters = state[-2].numpy()
+                if counters[1] >= config.patience:
                     monitored = 'held-out' if held.any() else 'training'
                     stop_reason = (f'early stop: {monitored} loss did not improve in '
                                    f'{config.patience} steps')
                     break
-                if int(state[0]) >= config.epochs:
+                if int(counters[0]) >= config.epochs:
                     stop_reason = f'reached epochs={config.epochs}'
                     break
-        final_centers = best[1][0].numpy().astype(np.float64)
-        control = best[1][1].numpy().astype(np.float64)
+        best_centers, best_values = state[7], state[8]
+        # Each step records the losses of the parameters it started from, so
+        # the first step's are the initialization's (the history's first row).
+        history = [history[0], *history]
+        final_centers = best_centers.numpy().astype(np.float64)
+        control = best_values.numpy().astype(np.float64)
         basis, bending = _design(final_centers, scaled_points, config.order)
         if config.loss == 'robust' and held.any():
             control, _ = _initial_values(basis, bending, target, fraction, config, start=control)

@@ -87,7 +87,7 @@ def test_losses_match_their_formulas():
     u = residual * np.sqrt(f)[:, None] / sigma
     c = 4.0
     rho = np.where(np.abs(u) < c, c ** 2 / 6 * (1 - (1 - (u / c) ** 2) ** 3), c ** 2 / 6)
-    robust = _objective('robust', 2, centers, values, points, target, fraction, constants)
+    robust, = _objective('robust', 2, centers, values, [(points, target, fraction)], constants)
     assert_allclose(float(robust), rho.sum() / len(f), rtol=1e-10)
 
     data_residual = spread * residual
@@ -100,9 +100,18 @@ def test_losses_match_their_formulas():
                       + np.var(wmean(data_residual))
                       + alpha * (np.mean(wmean(np.maximum(-data_residual, 0)))
                                  + np.mean(wmean(np.maximum(-model_units, 0)))))
-    asymmetric = _objective('asymmetric', 2, centers, values, points, target, fraction,
-                            constants)
+    asymmetric, = _objective('asymmetric', 2, centers, values, [(points, target, fraction)],
+                             constants)
     assert_allclose(float(asymmetric), expected, rtol=1e-10)
+
+    # Several subsets share one solve: each gets its own loss.
+    half = slice(0, 20), slice(20, None)
+    subsets = [tuple(item[rows] for item in (points, target, fraction)) for rows in half]
+    for loss in ('robust', 'asymmetric'):
+        both = _objective(loss, 2, centers, values, subsets, constants)
+        alone = [_objective(loss, 2, centers, values, [subset], constants)[0]
+                 for subset in subsets]
+        assert_allclose(np.array(both), np.array(alone), rtol=1e-12)
 
 
 def test_optimization_keeps_the_best_and_stops_early():
@@ -245,3 +254,14 @@ def test_a_fitted_model_pickles_and_evaluates_in_a_forked_process():
         in_child = pool.apply_async(evaluate_everything, (model, points)).get(timeout=120)
     for got, want in zip(in_child, expected):
         assert_allclose(got, want, rtol=0, atol=0)
+
+
+def test_a_fit_leaves_tensorflows_call_options_as_they_were():
+    # The fit switches graph rewrites off for its own compiled loop only.
+    from tensorflow.python.eager import context
+
+    before = context.context().function_call_options.config_proto_serialized
+    points, values, _, _ = surface_samples(noise=0.05, seed=2)
+    fit_spline(points, values, np.ones(len(values)), (200, 300),
+               FitConfig(n_points=12, epochs=30, seed=3))
+    assert context.context().function_call_options.config_proto_serialized == before
