@@ -304,7 +304,9 @@ class SplineOptBackground:
         With ``mask_extended``, extended objects are first removed from the
         block samples (`astrobgopt.extended.mask_extended_objects`), whose
         last round also gives the starting control values. The seconds of
-        both steps are added to ``samples.timings``.
+        both steps are added to ``samples.timings``, and the blocks' usable
+        fraction as the fit used it is ``samples.fitted_fraction`` (the
+        result's ``background_rms`` leaves out what the fit left out).
 
         Parameters
         ----------
@@ -342,12 +344,16 @@ class SplineOptBackground:
                              f'{n_needed}: {", ".join(advice[:-1])} or '
                              f'{advice[-1]}')
         # In a process forked after TensorFlow started, in a helper process.
-        model, timings = _isolation.call(self._fit, samples)
+        model, timings, samples.fitted_fraction = _isolation.call(self._fit, samples)
         samples.timings.update(timings)
         return model
 
     def _fit(self, samples):
-        """`fit`'s work, in this process: the model and the samples' timings."""
+        """
+        `fit`'s work, in this process: the model, the samples' timings and
+        the blocks' usable fraction with extended objects removed (None
+        without extended-object masking).
+        """
         from .optimize import fit_spline
 
         start = time.perf_counter()
@@ -362,7 +368,7 @@ class SplineOptBackground:
         model = fit_spline(points, values, usable_fraction, samples.shape, self.config,
                            initial_values=initial_values, progress=self.progress)
         samples.timings['fit'] = time.perf_counter() - start
-        return model, samples.timings
+        return model, samples.timings, block_fraction
 
     def result(self, prepared, samples, model, *, fill_value=0.0):
         """
@@ -383,6 +389,6 @@ class SplineOptBackground:
         -------
         result : `SplineOptBackgroundResult`
         """
-        return SplineOptBackgroundResult(model=model, prepared=prepared, samples=samples.blocks,
+        return SplineOptBackgroundResult(model=model, prepared=prepared, samples=samples,
                                          fill_value=fill_value, estimator=self,
                                          timings=dict(samples.timings))

@@ -210,12 +210,14 @@ def _model_band(model, shape, dtype, block_info=None):
     return model.evaluate_image(shape, rows=slice(top, bottom))[..., 0].astype(dtype, copy=False)
 
 
-def _rms_band(block, mask, model, estimator, shape, box, top):
+def _rms_band(block, mask, model, estimator, samples, box, top):
+    """`rms_box_statistics` of one band, as `SplineOptBackgroundResult` makes them."""
     from .result import rms_box_statistics
 
+    bottom = top + len(block)
     prepared = estimator.prepare(block, mask=mask)
-    residual = prepared.image - model.evaluate_image(shape, rows=slice(top, top + len(block)))
-    residual[~(prepared.usable_fraction > 0)] = np.nan
+    residual = prepared.image - model.evaluate_image(samples.shape, rows=slice(top, bottom))
+    residual[~((prepared.usable_fraction > 0) & samples.fitted_pixels(top, bottom))] = np.nan
     return rms_box_statistics(residual, box)
 
 
@@ -299,7 +301,7 @@ class ChunkedBackgroundResult:
                      else self._mask.rechunk((rows, -1)).to_delayed().ravel())
             bands = dask.compute(*[
                 dask.delayed(_rms_band)(band, band_mask, self.model, self._estimator,
-                                        self._data.shape, self.rms_box_size, top)
+                                        self.samples, self.rms_box_size, top)
                 for band, band_mask, top in zip(data.to_delayed().ravel(), masks, tops)],
                 scheduler=self._scheduler)
             self._rms_mesh = rms_mesh(bands)

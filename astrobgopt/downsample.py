@@ -60,6 +60,14 @@ class BlockSamples:
         points = np.stack([xx[good], yy[good]], axis=1)
         return points, self.values[good], usable_fraction[good]
 
+    def pixel_rows(self, block_map, start, stop, width):
+        """
+        A block map (ny, nx) at full resolution for pixel rows
+        ``start:stop`` of a ``width``-pixel-wide image: each pixel takes its
+        block's value.
+        """
+        return block_map[np.arange(start, stop) // self.factor][:, np.arange(width) // self.factor]
+
     def with_values(self, values):
         """The same blocks with other ``values`` (e.g. stretched), shape (ny, nx, k)."""
         return BlockSamples(values, self.usable_fraction, self.x, self.y, self.factor)

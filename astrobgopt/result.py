@@ -189,11 +189,12 @@ class SplineOptBackgroundResult:
     def __init__(self, *, model, prepared, samples, fill_value, estimator, timings):
         self.model = model
         self.stretch = prepared.stretch
-        self.downscale_factor = samples.factor
+        self.downscale_factor = samples.blocks.factor
         self.timings = timings
         self._data = prepared.image
         self._usable = prepared.usable_fraction > 0
-        self._samples = samples
+        self._samples = samples.blocks
+        self._fitted_pixels = samples.fitted_pixels
         self._unit = prepared.unit
         self._dtype = prepared.dtype
         self._coverage = prepared.coverage
@@ -237,9 +238,12 @@ class SplineOptBackgroundResult:
         return rms_box_size(self.downscale_factor)
 
     def _residual_rows(self, top, stop):
-        """Data minus background, rows ``top:stop``, NaN where unusable."""
+        """
+        Data minus background, rows ``top:stop``, NaN where unusable and on
+        the extended objects the fit left out (the map is the sky's noise).
+        """
         residual = self._data[top:stop] - self._background_rows(top, stop)
-        residual[~self._usable[top:stop]] = np.nan
+        residual[~(self._usable[top:stop] & self._fitted_pixels(top, stop))] = np.nan
         return residual
 
     @lazyproperty
@@ -286,7 +290,10 @@ class SplineOptBackgroundResult:
         fewer than half their pixels usable take the median) and
         interpolated bilinearly to every pixel. The boxes are coarser than
         the fitting blocks because a scatter needs many pixels and a star
-        must not fill a box.
+        must not fill a box. Pixels of the extended objects the fit left
+        out (``mask_extended``) are left out here too: their light adds
+        photon noise and structure that are not the sky's, so boxes on them
+        take the map's median, as masked boxes do in ``Background2D``.
         """
         return self._mesh_to_image(self._rms_mesh, self.rms_box_size)
 

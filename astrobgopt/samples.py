@@ -70,6 +70,10 @@ class FitSamples:
         Full-resolution image shape (H, W).
     timings : dict
         Seconds spent on each stage so far.
+    fitted_fraction : `~numpy.ndarray`, shape (ny, nx), or None
+        The blocks' usable fraction as the fit used it (0 on the extended
+        objects it left out), set by `~astrobgopt.SplineOptBackground.fit`;
+        None before the fit, or when it used the blocks as they are.
     """
 
     blocks: BlockSamples
@@ -77,6 +81,16 @@ class FitSamples:
     include_blocks: bool
     shape: tuple
     timings: dict = dataclasses.field(default_factory=dict)
+    fitted_fraction: np.ndarray | None = None
+
+    def fitted_pixels(self, start, stop):
+        """
+        Whether each pixel of rows ``start:stop`` lies in a block the fit
+        used (not on an extended object it left out), shape (rows, W).
+        """
+        fraction = self.blocks.usable_fraction if self.fitted_fraction is None \
+            else self.fitted_fraction
+        return self.blocks.pixel_rows(fraction > 0, start, stop, self.shape[1])
 
     def arrays(self, block_fraction=None):
         """
