@@ -169,11 +169,13 @@ def _squared_distance(points_a, points_b, ops):
 
 def _polynomial_basis(points, order, ops):
     """The tail's monomials at each point: 1, x, y, ... then x^2, xy, y^2, ..."""
-    columns = [ops.ones_like(points[:, 0])] + [points[:, axis] for axis in range(points.shape[1])]
+    # Whole columns at once: in a compiled fit every slice is an operation
+    # to trace, run and differentiate.
+    columns = [ops.ones_like(points[:, :1]), points]
     if TAIL_DEGREE[order] == 2:
-        columns += [points[:, i] * points[:, j]
-                    for i in range(points.shape[1]) for j in range(i, points.shape[1])]
-    return ops.stack(columns, axis=1)
+        columns.append(ops.stack([points[:, i] * points[:, j] for i in range(points.shape[1])
+                                  for j in range(i, points.shape[1])], axis=1))
+    return ops.concat(columns, axis=1)
 
 
 def _determines_tail(centers, order):
