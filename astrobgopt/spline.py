@@ -355,9 +355,11 @@ class SeparableResampler:
     def __init__(self, nodes, along_y, along_x):
         self.shape = (along_y.shape[0], along_x.shape[0])
         self._along_y = along_y
-        # (k, ny, width): node rows already resampled along x.
-        self._node_rows = np.stack([(along_x @ nodes[..., channel].T).T
-                                    for channel in range(nodes.shape[2])])
+        # (k, ny, width): node rows already resampled along x, C-contiguous:
+        # a sparse product flattens its dense operand, which copies a
+        # transposed one on every band (0.6 s of a 24-megapixel evaluation).
+        self._node_rows = np.ascontiguousarray(np.stack([(along_x @ nodes[..., channel].T).T
+                                                         for channel in range(nodes.shape[2])]))
 
     def rows(self, start=0, stop=None, *, dtype=np.float32, out=None):
         """
