@@ -141,6 +141,31 @@ def test_gradients_flow_to_positions_and_values(scattered):
 
 
 @pytest.mark.parametrize('order', [1, 2, 3, 4])
+def test_closed_form_kernel_gradient_matches_automatic_differentiation(scattered, order):
+    # The fit's kernel product has a hand-written gradient: it must equal
+    # what TensorFlow derives from the kernel's definition, for the points,
+    # the centres and the weights, a point sitting on a centre included.
+    centers, values, queries = (tf.constant(item) for item in scattered)
+    queries = tf.concat([queries, centers[:1]], axis=0)
+    weights = tf.constant(np.random.default_rng(4).normal(size=(40, 3)))
+
+    def by_definition(points, centers, weights):
+        distances = spline._squared_distance(points, centers, spline._TENSORFLOW)
+        return tf.matmul(spline._kernel(distances, order, spline._TENSORFLOW), weights)
+
+    grads = []
+    for product in (spline._kernel_product, by_definition):
+        with tf.GradientTape() as tape:
+            tape.watch([queries, centers, weights])
+            args = (queries, centers, weights) + ((order,) if product is not by_definition
+                                                 else ())
+            out = tf.reduce_sum(tf.sin(product(*args)))
+        grads.append(tape.gradient(out, [queries, centers, weights]))
+    for closed_form, automatic in zip(*grads):
+        assert_allclose(closed_form.numpy(), automatic.numpy(), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize('order', [1, 2, 3, 4])
 def test_grid_evaluation_in_chunks_matches_pointwise(scattered, monkeypatch, order):
     centers, values, _ = scattered
     weights, polynomial = solve_spline(tf.constant(centers), tf.constant(values), order=order)
