@@ -627,19 +627,19 @@ def _objective(loss, order, centers, values, subsets, constants):
     """
     The loss of control points ``centers`` with ``values`` on each subset of
     samples (``(points, target, fraction)`` tuples), from one solve of the
-    spline and one evaluation at all their points.
+    spline.
     """
     smoothing_scale = constants[4]
     weights, polynomial = solve_spline(centers, values, order=order)
-    model = apply_spline(centers, weights, polynomial,
-                         tf.concat([points for points, _, _ in subsets], axis=0), order=order)
     # The bending energy w^T K w of an interpolating spline equals w^T v
     # (K w + P a = v and P^T w = 0), as a function of the centres and values:
     # no second kernel matrix to build, differentiate or trace.
     bending = smoothing_scale * tf.reduce_sum(weights * values)
-    models = tf.split(model, [tf.shape(points)[0] for points, _, _ in subsets])
-    return [_data_loss(loss, part, target, fraction, constants) + bending
-            for part, (_, target, fraction) in zip(models, subsets)]
+    # One evaluation per subset: only the losses differentiated pay for a
+    # backward pass over their samples.
+    return [_data_loss(loss, apply_spline(centers, weights, polynomial, points, order=order),
+                       target, fraction, constants) + bending
+            for points, target, fraction in subsets]
 
 
 def _spec(*shape, dtype=_OPTIMIZER_DTYPE):
