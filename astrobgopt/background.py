@@ -33,6 +33,11 @@ _AUTO_BLOCKS = 12000
 # absorbs least of any faint nebulosity left unmasked.
 _AUTO_POINTS = (32, 64, 128, 256)
 _AUTO_POINTS_GAIN = 0.05
+# ... unless the extended-object masking took more than this fraction of the
+# blocks: points added around large masked objects are held by few blocks
+# and bend beneath the objects (the light-pollution frame, half of it
+# masked: 0.53 sigma with 32 points, 0.66 with 64 at 400 x 600).
+_AUTO_MAX_MASKED = 0.1
 # The held-out loss: the mean over a random _AUTO_HELD_OUT of the blocks
 # (fitted without them, robust initialization only) of the squared residual
 # in units of the first fit's block noise, capped at _AUTO_LOSS_CAP squared
@@ -103,8 +108,9 @@ class SplineOptBackground:
         doubles them, up to 256, while that improves the fit to blocks held
         out of it by more than 5 % (see `~astrobgopt.SplineOptBackground.fit`):
         a sky with fine structure (ripples, an amplifier glow) gets more
-        points, a simple one keeps 32. More points follow finer structure,
-        and more of any unmasked nebulosity.
+        points, a simple one or one with large objects masked keeps 32.
+        More points follow finer structure, and more of any unmasked
+        nebulosity.
     FIT_PARAMETERS
     downscale_factor : int or 'auto', optional
         Block size of the downscaled image the spline is fitted to. 'auto'
@@ -356,8 +362,10 @@ class SplineOptBackground:
         With ``mask_extended``, extended objects are first removed from the
         block samples (`astrobgopt.extended.mask_extended_objects`), whose
         last round also gives the starting control values. With
-        ``n_points='auto'`` the number of control points is then chosen: a
-        random fifth of the blocks is held out, splines of 32, 64, 128 and
+        ``n_points='auto'`` the number of control points is then chosen,
+        unless that masking took more than a tenth of the blocks (32 then:
+        more points would bend beneath the masked objects): a random fifth
+        of the blocks is held out, splines of 32, 64, 128 and
         256 points are fitted to the rest (robust initialization only) and
         the count doubled while that lowers the held-out loss (the mean
         squared residual in noise units, capped at 3) by more than 5 %. The
@@ -417,7 +425,9 @@ class SplineOptBackground:
         start = time.perf_counter()
         points, values, usable_fraction = samples.arrays(block_fraction)
         config = self.config
-        if self.n_points == 'auto':
+        masked = (0.0 if block_fraction is None else
+                  1 - block_fraction.sum() / max(samples.blocks.usable_fraction.sum(), 1e-300))
+        if self.n_points == 'auto' and masked <= _AUTO_MAX_MASKED:
             config = _auto_points_config(points, values, usable_fraction, samples.shape, config)
             if config.n_points != self.config.n_points:
                 initial_values = None
