@@ -41,7 +41,7 @@ _BORDER_RATIO_SKY = 0.95
 # bright stars is not.
 _SKY_CLIP_LEVEL = 3.0
 _SKY_SMOOTH_PIXELS = 32.0
-_SKY_DIFFUSE = (1.5, 3.0)
+_SKY_DIFFUSE = (1.4, 2.0)
 # The masking never leaves fewer than this fraction of the usable blocks (nor
 # fewer than 4 samples per control point): in a crowded field (a globular
 # cluster filling the frame) everything looks extended, and the fit needs data.
@@ -62,7 +62,7 @@ def _object_weights(smoothed, clipped, flagged, band, threshold):
     `_BORDER_RATIO_OBJECT` (object) to `_BORDER_RATIO_SKY` (sky); and (2)
     it is diffuse: its residual with every block clipped at
     `_SKY_CLIP_LEVEL` pixel sigmas, then smoothed (``clipped``), still
-    reaches 1.5 to 3 times the threshold (`_SKY_DIFFUSE`), which a group of
+    reaches 1.4 to 2 times the threshold (`_SKY_DIFFUSE`), which a group of
     bright stars at the edge does not. Ramps rather than cuts, so that a
     small change of the data moves the weight little.
     """
