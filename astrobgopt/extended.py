@@ -2,6 +2,30 @@
 Extended-object masking on the block grid: coherent positive structure
 (nebulae, galaxies, star halos) found in the smoothed residual of a first fit
 and left out of the final one.
+
+**Glow or object.** Not every such structure is an object. Sky light (a
+town's or the moon's glow, amplifier glow, scattered light) enters the field
+from outside and is brightest at its edge, while an object a user
+photographs is framed inside it. Each region found is therefore weighted as
+an object by two ramps, and only that weight of its blocks is masked:
+
+* **at the edge**: the ratio of the region's highest smoothed residual
+  within two blocks of the frame's edge to its highest anywhere; up to 0.8
+  it is an object, from 0.95 sky;
+* **diffuse**: the residual with every block clipped at 3 pixel sigmas and
+  smoothed over 32 pixels still reaches 1.4 (object) to 2 (sky) times the
+  detection threshold; a group of bright stars at the edge does not.
+
+A region is sky to the degree that it is both. Ramps rather than cuts, so
+that adding a smooth gradient to the data moves the weights little.
+
+Limits: the rule is about position, not physics. A glow centred inside the
+field (``small_glow`` of the scene suite: a Gaussian of 0.14 of the width
+peaking 0.12 of it from a corner) is masked like a nebula, and a nebula
+brightest at the edge (one centred outside the field) is kept as background;
+the ``edge_nebula`` scene, centred inside but running off two edges, stays
+an object. Frames with such features need ``mask_extended=False`` or a mask
+of the objects (see the scenes page of the docs).
 """
 
 import dataclasses
