@@ -3,6 +3,7 @@
 gradient-descent spline fit, and its stages (prepare, sample, fit, result).
 """
 
+import dataclasses
 import math
 import time
 from numbers import Real
@@ -25,7 +26,25 @@ __all__ = ['SplineOptBackground', 'SplineOptBackgroundResult']
 # compact sources stand out from the blocks they fall in and the noise
 # averages down, few enough that every optimization step stays cheap.
 _AUTO_BLOCKS = 12000
-_FIT_PARAMETERS = ('n_points', 'order', 'initializer', 'loss', 'alpha', 'smoothing', 'epochs',
+# n_points='auto' fits this many control points, then doubles them, up to the
+# last, while each doubling lowers the held-out loss (below) by more than
+# _AUTO_POINTS_GAIN: a sky with more structure than 32 points can follow
+# (ripples, an amplifier glow) gets more, a simple one keeps 32, which
+# absorbs least of any faint nebulosity left unmasked.
+_AUTO_POINTS = (32, 64, 128, 256)
+_AUTO_POINTS_GAIN = 0.05
+# ... unless the extended-object masking took more than this fraction of the
+# blocks: points added around large masked objects are held by few blocks
+# and bend beneath the objects (the light-pollution frame, half of it
+# masked: 0.53 sigma with 32 points, 0.66 with 64 at 400 x 600).
+_AUTO_MAX_MASKED = 0.1
+# The held-out loss: the mean over a random _AUTO_HELD_OUT of the blocks
+# (fitted without them, robust initialization only) of the squared residual
+# in units of the first fit's block noise, capped at _AUTO_LOSS_CAP squared
+# so that stars in held-out blocks do not count.
+_AUTO_HELD_OUT = 0.2
+_AUTO_LOSS_CAP = 3.0
+_FIT_PARAMETERS = ('order', 'initializer', 'loss', 'alpha', 'smoothing', 'epochs',
                    'learning_rate', 'batch_size', 'patience', 'validation_fraction', 'seed')
 
 
@@ -38,6 +57,32 @@ def _check_threshold(name, level):
         raise TypeError(f'{name} must be a number or a scalar Quantity; got {level!r}')
     if math.isnan(value):
         raise ValueError(f'{name} must be a number, not NaN; leave it None for no threshold')
+
+
+def _auto_points_config(points, values, usable_fraction, shape, config):
+    """
+    ``config`` with the number of control points of ``n_points='auto'``:
+    the first of `_AUTO_POINTS` whose doubling does not lower the held-out
+    loss by more than `_AUTO_POINTS_GAIN` (robust initialization only).
+    """
+    from .optimize import fit_spline
+
+    held = np.random.default_rng(config.seed).random(len(points)) < _AUTO_HELD_OUT
+    train_fraction = np.where(held, 0, usable_fraction)
+    weight = np.sqrt(usable_fraction[held])[:, None]
+    chosen, chosen_loss, noise = config.n_points, None, None
+    for n_points in _AUTO_POINTS:
+        trial = dataclasses.replace(config, n_points=n_points, epochs=0)
+        if np.count_nonzero(train_fraction > 0) < 4 * (n_points + 3):
+            break
+        model = fit_spline(points, values, train_fraction, shape, trial, progress=False)
+        noise = model.noise_sigma if noise is None else noise
+        residual = (values[held] - model.evaluate(points[held])) * weight / noise
+        loss = float(np.mean(np.minimum(residual ** 2, _AUTO_LOSS_CAP ** 2)))
+        if chosen_loss is not None and loss > (1 - _AUTO_POINTS_GAIN) * chosen_loss:
+            break
+        chosen, chosen_loss = n_points, loss
+    return dataclasses.replace(config, n_points=chosen)
 
 
 @insert_fit_parameter_docs(*_FIT_PARAMETERS)
@@ -58,6 +103,14 @@ class SplineOptBackground:
 
     Parameters
     ----------
+    n_points : int or 'auto', optional
+        Number of control points (>= 4). 'auto' (default) starts at 32 and
+        doubles them, up to 256, while that improves the fit to blocks held
+        out of it by more than 5 % (see `~astrobgopt.SplineOptBackground.fit`):
+        a sky with fine structure (ripples, an amplifier glow) gets more
+        points, a simple one or one with large objects masked keeps 32.
+        More points follow finer structure, and more of any unmasked
+        nebulosity.
     FIT_PARAMETERS
     downscale_factor : int or 'auto', optional
         Block size of the downscaled image the spline is fitted to. 'auto'
@@ -80,12 +133,13 @@ class SplineOptBackground:
         galaxies, star halos) in the smoothed residual of a first fit, mask
         it and refit, for a few rounds (see
         `astrobgopt.extended.mask_extended_objects`). Keeps large bright
-        objects out of the background. Any bright coherent structure
-        counts as an object, a compact glow of the sky (amplifier glow, a
-        town's glow in a small field) included, since from one frame the
-        two cannot be told apart: turn it off when the background itself
-        has such features (and raise ``n_points`` if they are small); see
-        the scenes page of the docs.
+        objects out of the background. Structure that is brightest at the
+        frame's edge and diffuse (sky light entering the field: a town's
+        glow, amplifier glow) is kept as background; everything brightest
+        inside the frame counts as an object, a compact glow centred inside
+        the field included, since from one frame the two cannot be told
+        apart: turn it off when the background itself has such features;
+        see the scenes page of the docs.
     progress : bool or None, optional
         Progress bar on stderr: False (default) never, True always, None
         only for fits longer than 2 s.
@@ -114,7 +168,7 @@ class SplineOptBackground:
     (300, 450)
     """
 
-    def __init__(self, *, n_points=FitConfig.n_points, order=FitConfig.order,
+    def __init__(self, *, n_points='auto', order=FitConfig.order,
                  initializer=FitConfig.initializer, loss=FitConfig.loss,
                  downscale_factor=_choices.DEFAULT_DOWNSCALE_FACTOR,
                  downscale_func=_choices.DEFAULT_DOWNSCALE_FUNC, stretch=_choices.DEFAULT_STRETCH,
@@ -124,7 +178,11 @@ class SplineOptBackground:
                  learning_rate=FitConfig.learning_rate, batch_size=FitConfig.batch_size,
                  patience=FitConfig.patience, validation_fraction=FitConfig.validation_fraction,
                  mask_extended=True, seed=FitConfig.seed, progress=False):
-        self.config = FitConfig(n_points=n_points, order=order, initializer=initializer,
+        if isinstance(n_points, str) and n_points != 'auto':
+            raise ValueError(f"n_points must be an integer or 'auto'; got {n_points!r}")
+        self.n_points = n_points
+        self.config = FitConfig(n_points=_AUTO_POINTS[0] if n_points == 'auto' else n_points,
+                                order=order, initializer=initializer,
                                 loss=loss, alpha=alpha, smoothing=smoothing, epochs=epochs,
                                 learning_rate=learning_rate, batch_size=batch_size,
                                 patience=patience, validation_fraction=validation_fraction,
@@ -303,10 +361,18 @@ class SplineOptBackground:
 
         With ``mask_extended``, extended objects are first removed from the
         block samples (`astrobgopt.extended.mask_extended_objects`), whose
-        last round also gives the starting control values. The seconds of
-        both steps are added to ``samples.timings``, and the blocks' usable
-        fraction as the fit used it is ``samples.fitted_fraction`` (the
-        result's ``background_rms`` leaves out what the fit left out).
+        last round also gives the starting control values. With
+        ``n_points='auto'`` the number of control points is then chosen,
+        unless that masking took more than a tenth of the blocks (32 then:
+        more points would bend beneath the masked objects): a random fifth
+        of the blocks is held out, splines of 32, 64, 128 and
+        256 points are fitted to the rest (robust initialization only) and
+        the count doubled while that lowers the held-out loss (the mean
+        squared residual in noise units, capped at 3) by more than 5 %. The
+        seconds of these steps are added to ``samples.timings``, and the
+        blocks' usable fraction as the fit used it is
+        ``samples.fitted_fraction`` (the result's ``background_rms`` leaves
+        out what the fit left out).
 
         Parameters
         ----------
@@ -365,7 +431,14 @@ class SplineOptBackground:
 
         start = time.perf_counter()
         points, values, usable_fraction = samples.arrays(block_fraction)
-        model = fit_spline(points, values, usable_fraction, samples.shape, self.config,
+        config = self.config
+        masked = (0.0 if block_fraction is None else
+                  1 - block_fraction.sum() / max(samples.blocks.usable_fraction.sum(), 1e-300))
+        if self.n_points == 'auto' and masked <= _AUTO_MAX_MASKED:
+            config = _auto_points_config(points, values, usable_fraction, samples.shape, config)
+            if config.n_points != self.config.n_points:
+                initial_values = None
+        model = fit_spline(points, values, usable_fraction, samples.shape, config,
                            initial_values=initial_values, progress=self.progress)
         samples.timings['fit'] = time.perf_counter() - start
         return model, samples.timings, block_fraction

@@ -94,10 +94,10 @@ def test_adding_a_gradient_adds_it_to_the_estimate(name):
 
 
 def test_compact_glow_is_background_without_extended_masking():
-    # The documented trade-off (docs/scenes.rst): by default a bright compact
-    # glow is masked as an extended object (error about 3 sigma);
-    # mask_extended=False follows it (measured 0.11 sigma, Background2D box
-    # 16: 0.40).
+    # The documented limit (docs/scenes.rst): a bright compact glow centred
+    # inside the frame is masked as an extended object like a nebula would be
+    # (error about 3 sigma); mask_extended=False follows it (measured 0.11
+    # sigma, Background2D box 16: 0.40).
     scene = _scene('small_glow')
     default = error_rms(_estimate(scene).background, scene.background) / scene.noise_sigma
     unmasked = error_rms(_estimate(scene, mask_extended=False).background,
