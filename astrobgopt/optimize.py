@@ -80,6 +80,14 @@ _IRLS_GRADUATED = 5
 _IRLS_FINAL = 3
 # Factor by which the graduated initialization starts stiffer than asked.
 _GRADUATED_STIFFNESS = 1e4
+# A step improves on the best parameters only when it lowers the monitored
+# loss by more than this fraction. Smaller gains are at the level of the
+# fit's noise, and chasing them let the control points wander differently
+# with and without a smooth gradient added to the data: on the crowded real
+# frame m13 the equivariance error was 0.08-0.19 sigma with 1e-6 to 1e-4,
+# 0.006 with 1e-3, at the same accuracy on the scene suite
+# (benchmarks/bench_scenes.py).
+_MIN_IMPROVEMENT = 1e-3
 # Steps run per call of the compiled optimization loop.
 _STEPS_PER_CHUNK = 25
 _ADAM_BETA1, _ADAM_BETA2, _ADAM_EPSILON = 0.9, 0.999, 1e-7
@@ -704,7 +712,7 @@ def _compiled_chunk(loss, order, batch_size):
                 loss_value, monitored = _objective(loss, order, centers, values,
                                                    (batch, monitor), constants)
             grad_centers, grad_values = tape.gradient(loss_value, [centers, values])
-            improved = monitored < best_loss - 1e-6 * tf.abs(best_loss)
+            improved = monitored < best_loss - _MIN_IMPROVEMENT * tf.abs(best_loss)
             best_loss = tf.where(improved, monitored, best_loss)
             best_centers = tf.where(improved, centers, best_centers)
             best_values = tf.where(improved, values, best_values)
