@@ -267,13 +267,13 @@ def test_seed_short_flags_parse():
     (['a.fits', '-d', '8'], 'ambiguous option: -d could match -dx, -df, -dq'),
     ([], 'give at least one INPUT image (or --demo)'),
 ])
-def test_bad_command_lines(argv, message, capsys):
+def test_bad_command_lines(argv, message, cli_error):
     assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and message in err[0]
+    err = cli_error()
+    assert message in err
 
 
-def test_refuses_to_overwrite_input_even_with_overwrite(tmp_path, sky, capsys):
+def test_refuses_to_overwrite_input_even_with_overwrite(tmp_path, sky, cli_error):
     fits.writeto(tmp_path / 'm31.fits', sky.image)
     fits.writeto(tmp_path / 'm31_bgModel.fits', sky.image)
     before = (tmp_path / 'm31_bgModel.fits').read_bytes()
@@ -281,8 +281,8 @@ def test_refuses_to_overwrite_input_even_with_overwrite(tmp_path, sky, capsys):
     status = main([str(tmp_path / 'm31.fits'), str(tmp_path / 'm31_bgModel.fits'),
                    '-o', str(tmp_path), '--overwrite', *FAST])
     assert status == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and 'refusing to write' in err[0] and 'even with --overwrite' in err[0]
+    err = cli_error()
+    assert 'refusing to write' in err and 'even with --overwrite' in err
     assert (tmp_path / 'm31_bgModel.fits').read_bytes() == before
     assert not (tmp_path / 'm31_bgSubtracted.fits').exists()
 

@@ -47,26 +47,25 @@ def test_grey_alpha_tiff_with_a_non_ascii_name(tmp_path):
     assert_plane_model(tmp_path / 'out' / 'imäge ✓_bgModel.tif')
 
 
-def test_sky_region_without_wcs_says_why_in_one_line(tmp_path, capsys):
+def test_sky_region_without_wcs_says_why_in_one_line(tmp_path, cli_error):
     # Finding C1: the message was a region repr, cut off.
     grey_alpha_frame(tmp_path / 't16.tif')
     (tmp_path / 'sky.reg').write_text('fk5\ncircle(150,2,10")\n')
     assert main([str(tmp_path / 't16.tif'), '--regions', str(tmp_path / 'sky.reg'), *FAST]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert err[0].startswith(f"astrobgopt: error: {tmp_path / 't16.tif'}: sky region circle at "
-                             'RA 150.00000, Dec 2.00000 deg needs a WCS; the image has none')
+    err = cli_error()
+    assert err.startswith(f"astrobgopt: error: {tmp_path / 't16.tif'}: sky region circle at "
+                          'RA 150.00000, Dec 2.00000 deg needs a WCS; the image has none')
 
 
-def test_hdu_out_of_range_names_the_hdus(tmp_path, capsys):
+def test_hdu_out_of_range_names_the_hdus(tmp_path, cli_error):
     # Finding C2: "list index out of range".
     fits.HDUList([fits.PrimaryHDU(np.ones((20, 30), np.float32)),
                   fits.ImageHDU(np.ones((20, 30), np.float32), name='SCI')]
                  ).writeto(tmp_path / 'two.fits')
     assert main([str(tmp_path / 'two.fits'), '--hdu', '5', *FAST]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and 'there is no HDU 5: the file has HDUs 0 to 1' in err[0]
-    assert '1: SCI' in err[0]
+    err = cli_error()
+    assert 'there is no HDU 5: the file has HDUs 0 to 1' in err
+    assert '1: SCI' in err
 
 
 def plane(shape, rng):
@@ -93,11 +92,11 @@ def test_channels_last_fits_cube_with_channel_axis_flag(tmp_path):
     assert len(report['residual']['noise']) == 3
 
 
-def test_channel_axis_flag_is_for_fits_only(tmp_path, capsys):
+def test_channel_axis_flag_is_for_fits_only(tmp_path, cli_error):
     grey_alpha_frame(tmp_path / 'grey.tif')
     assert main([str(tmp_path / 'grey.tif'), '--channel-axis', 'first', *FAST]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and '--channel-axis applies to FITS inputs only' in err[0]
+    err = cli_error()
+    assert '--channel-axis applies to FITS inputs only' in err
     assert main([str(tmp_path / 'grey.tif'), '--channel-axis', 'middle', *FAST]) == 2
 
 
@@ -111,14 +110,14 @@ def test_transparent_tiff_pixels_are_masked(tmp_path):
     assert_plane_model(tmp_path / 'out' / 'cut_bgModel.tif')
 
 
-def test_output_dir_that_is_a_file(tmp_path, capsys):
+def test_output_dir_that_is_a_file(tmp_path, cli_error):
     # Finding C3: "[Errno 17] File exists".
     grey_alpha_frame(tmp_path / 'grey.tif')
     (tmp_path / 'taken').write_text('')
     assert main([str(tmp_path / 'grey.tif'), '-o', str(tmp_path / 'taken'), *FAST]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and 'is an existing file: name a directory' in err[0]
-    assert 'Errno' not in err[0]
+    err = cli_error()
+    assert 'is an existing file: name a directory' in err
+    assert 'Errno' not in err
 
 
 @pytest.mark.parametrize('pedestal', ['nan', 'inf', '-inf'])
@@ -132,14 +131,13 @@ def test_non_finite_pedestal_is_refused(tmp_path, capsys, pedestal):
         FrameOptions(pedestal=float(pedestal))
 
 
-def test_points_only_with_too_few_points_says_how_many(tmp_path, capsys):
+def test_points_only_with_too_few_points_says_how_many(tmp_path, cli_error):
     # Finding C5: "use fewer control points" when 4, the fewest, were in use.
     grey_alpha_frame(tmp_path / 'grey.tif')
     (tmp_path / 'points.txt').write_text('60 20\n150 100\n250 180\n')
     assert main([str(tmp_path / 'grey.tif'), '--points', str(tmp_path / 'points.txt'),
                  '--points-only', *FAST]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
+    err = cli_error()
     assert ('only 3 usable samples for n_points=4 control points, which need at least 7: give '
-            'more sample points or mask less') in err[0]
-    assert 'fewer control points' not in err[0]
+            'more sample points or mask less') in err
+    assert 'fewer control points' not in err
