@@ -665,6 +665,9 @@ def _spec(*shape, dtype=_OPTIMIZER_DTYPE):
 _STATE_SPEC = (_spec(None, 2), _spec(None, None), _spec(None, 2), _spec(None, 2),
                _spec(None, None), _spec(None, None), _spec(), _spec(None, 2), _spec(None, None),
                _spec(3), _spec())
+# Where the best positions and values, and the counters, sit in the state.
+_BEST_PARAMETERS = slice(7, 9)
+_COUNTERS = 9
 _SAMPLES_SPEC = (_spec(None, 2), _spec(None, None), _spec(None))
 _CONSTANTS_SPEC = (_spec(None), _spec(None, dtype=tf.float64), _spec(None, dtype=tf.float64),
                    _spec(), _spec())
@@ -737,7 +740,7 @@ def _compiled_chunk(loss, order, batch_size):
                     losses.write(i, tf.stack([loss_value, monitored])))
 
         def cond(i, *loop_state):
-            counters = loop_state[-3]
+            counters = loop_state[_COUNTERS]
             return tf.logical_and(i < n_steps, counters[1] < patience)
 
         losses = tf.TensorArray(_OPTIMIZER_DTYPE, size=0, dynamic_size=True, element_shape=[2])
@@ -881,15 +884,15 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
         bar = tqdm(total=config.epochs, desc=progress_desc, unit='step',
                    disable=progress is False, delay=0 if progress else 2.0, leave=False)
         history = []
+        counters = np.zeros(3)
         with bar, _without_graph_rewrites():
             while True:
-                counters = state[-2].numpy()
                 n_steps = min(_STEPS_PER_CHUNK, config.epochs - int(counters[0]))
                 *state, losses = run_chunk(*state, *fixed, tf.constant(n_steps), patience,
                                            plateau_patience)
                 history.extend(losses.numpy().tolist())
                 bar.update(len(losses))
-                counters = state[-2].numpy()
+                counters = state[_COUNTERS].numpy()
                 if counters[1] >= config.patience:
                     monitored = 'held-out' if held.any() else 'training'
                     stop_reason = (f'early stop: {monitored} loss did not improve in '
@@ -898,7 +901,7 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
                 if int(counters[0]) >= config.epochs:
                     stop_reason = f'reached epochs={config.epochs}'
                     break
-        best_centers, best_values = state[7], state[8]
+        best_centers, best_values = state[_BEST_PARAMETERS]
         # Each step records the losses of the parameters it started from, so
         # the first step's are the initialization's (the history's first row).
         history = [history[0], *history]
