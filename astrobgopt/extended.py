@@ -172,7 +172,14 @@ def mask_extended_objects(blocks, shape, config, *, downscale_func):
     pixel_noise = blocks.factor / (_MEDIAN_NOISE_FACTOR if downscale_func == 'median' else 1.0)
     threshold = max(_EXTENDED_SIGNIFICANCE * smoothed_noise, _EXTENDED_LEVEL * pixel_noise)
     sky_smooth = max(_EXTENDED_SMOOTH, _SKY_SMOOTH_PIXELS / blocks.factor)
-    sky_norm = np.maximum(ndimage.gaussian_filter(usable.astype(float), sky_smooth), 1e-12)
+    # Gaussian means over the usable blocks only: the filter's weight on them,
+    # the same every round.
+    usable_weight = {sigma: np.maximum(ndimage.gaussian_filter(usable.astype(float), sigma), 1e-12)
+                     for sigma in (_EXTENDED_SMOOTH, sky_smooth)}
+
+    def usable_mean(image, sigma):
+        return ndimage.gaussian_filter(image, sigma) / usable_weight[sigma]
+
     # Weight of every block as part of an object: 1 masks it, 0 keeps it.
     excess = np.zeros(usable.shape)
     model = None
@@ -184,10 +191,8 @@ def mask_extended_objects(blocks, shape, config, *, downscale_func):
         z = np.zeros(usable.shape)
         z[usable] = ((values - model.sample_values) * np.sqrt(fraction)[:, None]
                      / model.noise_sigma).max(axis=-1)
-        norm = np.maximum(ndimage.gaussian_filter(usable.astype(float), _EXTENDED_SMOOTH), 1e-12)
-        smoothed = ndimage.gaussian_filter(z, _EXTENDED_SMOOTH) / norm
-        clipped = (ndimage.gaussian_filter(np.minimum(z, _SKY_CLIP_LEVEL * pixel_noise), sky_smooth)
-                   / sky_norm)
+        smoothed = usable_mean(z, _EXTENDED_SMOOTH)
+        clipped = usable_mean(np.minimum(z, _SKY_CLIP_LEVEL * pixel_noise), sky_smooth)
         weight, labels = _object_weights(smoothed, clipped, usable & (smoothed > threshold),
                                          _EXTENDED_SMOOTH, threshold)
         grown = _grow_regions(labels, _EXTENDED_GROW, _EXTENDED_MAX_GROW * min(usable.shape))
