@@ -15,7 +15,7 @@ LOSSES = ('robust', 'asymmetric')
 #: Control-point initializers understood by the fit.
 INITIALIZERS = ('grid', 'random')
 #: Block statistics of the downscaled image.
-DOWNSCALE_FUNCTIONS = ('median', 'mean')
+DOWNSCALE_FUNCTIONS = ('median', 'clipped_mean', 'mean')
 #: Stretches the fit can run in: None (the linear data) or 'mtf'.
 STRETCHES = (None, 'mtf')
 #: Fewest control points a fit accepts (a fit also needs `tail_size` more samples).

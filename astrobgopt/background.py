@@ -117,8 +117,13 @@ class SplineOptBackground:
         aims for about 12,000 blocks: a factor of 10 for a 1000 x 1000
         image, 23 for 2000 x 3000 and 45 for 4000 x 6000 (see
         `~astrobgopt.SplineOptBackground.downscale_factor_for`).
-    downscale_func : {'median', 'mean'}, optional
-        Block statistic.
+    downscale_func : {'median', 'clipped_mean', 'mean'}, optional
+        Block statistic. 'clipped_mean' averages the pixels within 3 sigma
+        of the block's median: as robust to stars as the median, with 1.2
+        times less noise. Over the scene suite it lowered the error on 8 of
+        13 scenes, but the extended-object masking decisions then changed
+        when a smooth gradient was added on five, so it is not the default
+        (see the scenes page of the docs).
     stretch : {None, 'mtf'}, optional
         None fits the linear data. 'mtf' fits the seed tool's delinearized
         image (pedestal, quantile scaling and midtones transfer function) and

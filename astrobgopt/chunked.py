@@ -72,7 +72,7 @@ def block_samples(image, usable_fraction, factor, *, func='median'):
         Usable fraction of each pixel.
     factor : int
         Block size.
-    func : {'median', 'mean'}, optional
+    func : {'median', 'clipped_mean', 'mean'}, optional
         Block statistic.
 
     Returns

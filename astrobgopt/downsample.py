@@ -2,18 +2,22 @@
 Block downscaling of an image under a mask.
 
 The background fit runs on a low-resolution copy of the image: each block of
-``factor x factor`` pixels becomes one sample, its value the median (or mean)
-of the block's usable pixels, and its usable fraction that of the block's
-pixels (fractionally masked pixels counting fractionally). Blocks at the right
+``factor x factor`` pixels becomes one sample, its value a statistic of the
+block's usable pixels (a clipped mean, the median or the mean), and its usable
+fraction that of the block's pixels (fractionally masked pixels counting
+fractionally). Blocks at the right
 and top edges may be partial; their sample sits at the centre of the pixels
 they cover.
 """
+
+import math
 
 import numpy as np
 
 from ._choices import DOWNSCALE_FUNCTIONS
 
-__all__ = ['BlockSamples', 'block_reduce_masked', 'pixel_blocks', 'DOWNSCALE_FUNCTIONS']
+__all__ = ['BlockSamples', 'block_reduce_masked', 'lower_width', 'nan_percentiles', 'pixel_blocks',
+           'BLOCK_NOISE_FACTOR', 'DOWNSCALE_FUNCTIONS']
 
 
 class BlockSamples:
@@ -98,20 +102,72 @@ def pixel_blocks(array, factor, fill):
     return blocks.reshape((ny, nx) + trailing + (factor * factor,))
 
 
-def _masked_median(blocks, usable):
-    """Median over the last axis of the entries flagged usable (NaN if none)."""
-    usable = np.broadcast_to(usable, blocks.shape)
-    if usable.all():
-        return np.median(blocks, axis=-1)
-    # Unusable entries sort to the end as NaN; the median of the k usable ones
-    # is then the mean of sorted positions (k - 1) // 2 and k // 2.
-    ordered = np.sort(np.where(usable, blocks, np.nan), axis=-1)
-    count = usable.sum(axis=-1)
-    low = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[..., None], -1)[..., 0]
-    high = np.take_along_axis(ordered, np.maximum(count // 2, 0)[..., None], -1)[..., 0]
-    median = 0.5 * (low + high)
-    median[count == 0] = np.nan
-    return median
+# Percentile one Gaussian sigma below the median.
+GAUSSIAN_LOWER_PERCENTILE = 15.865525393145708
+# The 'clipped_mean' block statistic keeps the pixels within this many
+# lower-side widths (`lower_width`) of the block's median.
+_CLIP_WIDTHS = 3.0
+#: How many times the noise of the mean of n Gaussian pixels each block
+#: statistic scatters: the median sqrt(pi / 2), a 3-sigma clipped mean about
+#: the median nearly the mean's (measured: 1.07 for blocks of 25 pixels, 1.02 for 144 to 2000
+#: pixels).
+BLOCK_NOISE_FACTOR = {'median': math.sqrt(math.pi / 2), 'mean': 1.0, 'clipped_mean': 1.03}
+
+
+def nan_percentiles(values, percentiles):
+    """
+    Percentiles over the last axis ignoring NaN, as `numpy.nanpercentile`'s
+    linear method computes them (NaN where a row has no value).
+
+    Without NaN, from one partition; with NaN, from one sort:
+    `numpy.nanpercentile` loops over the rows in Python when any value is
+    NaN, a hundred times slower on a map of blocks.
+    """
+    finite = np.isfinite(values)
+    count = np.count_nonzero(finite, axis=-1)
+    last = np.maximum(count - 1, 0)[..., None]
+    positions = [last * (percentile / 100) for percentile in percentiles]
+    if finite.all() and values.size:
+        # Every row has the same count: partition at the entries needed.
+        below = {math.floor((values.shape[-1] - 1) * percentile / 100)
+                 for percentile in percentiles}
+        kth = sorted(below | {min(b + 1, values.shape[-1] - 1) for b in below})
+        ordered = np.partition(values, kth, axis=-1)
+    else:
+        ordered = np.sort(values, axis=-1)  # NaN sort last
+    results = []
+    for position in positions:
+        below = np.floor(position).astype(np.intp)
+        lower = np.take_along_axis(ordered, below, axis=-1)
+        upper = np.take_along_axis(ordered, np.minimum(below + 1, last), axis=-1)
+        result = (lower + (upper - lower) * (position - below))[..., 0]
+        results.append(np.where(count > 0, result, np.nan))
+    return results
+
+
+def lower_width(values):
+    """
+    ``(median, width)`` over the last axis, ignoring NaN: the width is the
+    median minus the 15.87th percentile, the sigma of Gaussian noise from the
+    side of the distribution that stars (positive only) disturb least.
+    """
+    low, median = nan_percentiles(values, (GAUSSIAN_LOWER_PERCENTILE, 50))
+    return median, median - low
+
+
+def _clipped_mean(values, weight):
+    """
+    Weighted mean over the last axis of the entries (NaN where unusable)
+    within `_CLIP_WIDTHS` lower-side widths of their median: nearly as
+    precise as the mean on pure noise, as robust as the median to stars.
+    """
+    median, width = lower_width(values)
+    with np.errstate(invalid='ignore'):
+        kept = np.abs(values - median[..., None]) <= _CLIP_WIDTHS * width[..., None]
+    weight = np.where(kept, weight, 0)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return (np.where(kept, values, 0) * weight).sum(axis=-1, dtype=np.float64) \
+            / weight.sum(axis=-1, dtype=np.float64)
 
 
 def _reduce_strip(data, usable_fraction, factor, func):
@@ -120,8 +176,13 @@ def _reduce_strip(data, usable_fraction, factor, func):
     block_fraction = pixel_fraction.sum(axis=-1, dtype=np.float64) / factor**2
     pixel_values = pixel_blocks(data, factor, 0.0)
     pixel_fraction = pixel_fraction[:, :, None, :]
-    if func == 'median':
-        return _masked_median(pixel_values, pixel_fraction > 0).astype(np.float64), block_fraction
+    if func != 'mean':
+        usable = pixel_fraction > 0
+        if not usable.all():
+            pixel_values = np.where(usable, pixel_values, np.nan)
+        if func == 'median':
+            return nan_percentiles(pixel_values, (50,))[0].astype(np.float64), block_fraction
+        return _clipped_mean(pixel_values, pixel_fraction), block_fraction
     total = pixel_fraction.sum(axis=-1, dtype=np.float64)
     with np.errstate(invalid='ignore', divide='ignore'):
         weighted = np.where(pixel_fraction > 0, pixel_values, 0) * pixel_fraction
@@ -142,10 +203,13 @@ def block_reduce_masked(data, usable_fraction, factor, *, func='median'):
         mask), intermediate values down-weight it.
     factor : int
         Block size in pixels (>= 1).
-    func : {'median', 'mean'}, optional
-        Block statistic. The median ignores pixels whose usable fraction is
-        0 and rejects most stars; the mean is weighted by the usable
-        fractions.
+    func : {'median', 'clipped_mean', 'mean'}, optional
+        Block statistic, of the pixels whose usable fraction is above 0,
+        weighted by it for the means. The median rejects most stars;
+        'clipped_mean' averages the pixels within 3 sigma of the block's
+        median (sigma from the side below the median, which stars do not
+        reach), as robust to bright stars and with 1.2 times less noise; the
+        mean rejects nothing.
 
     Returns
     -------

@@ -35,6 +35,8 @@ import warnings
 import numpy as np
 from astropy.utils.exceptions import AstropyUserWarning
 
+from .downsample import BLOCK_NOISE_FACTOR
+
 __all__ = ['mask_extended_objects']
 
 # The residual is smoothed by a Gaussian of _EXTENDED_SMOOTH blocks; blocks
@@ -70,9 +72,6 @@ _SKY_DIFFUSE = (1.4, 2.0)
 # fewer than 4 samples per control point): in a crowded field (a globular
 # cluster filling the frame) everything looks extended, and the fit needs data.
 _EXTENDED_MIN_KEPT = 0.25
-# Efficiency of the median relative to the mean for Gaussian noise: the
-# median of n pixels scatters sqrt(pi / 2) times more than their mean.
-_MEDIAN_NOISE_FACTOR = math.sqrt(math.pi / 2)
 
 
 def _object_weights(smoothed, clipped, flagged, band, threshold):
@@ -146,7 +145,7 @@ def mask_extended_objects(blocks, shape, config, *, downscale_func):
         Full-resolution image shape (H, W).
     config : `~astrobgopt.config.FitConfig`
         Options of the fit.
-    downscale_func : {'median', 'mean'}
+    downscale_func : {'median', 'clipped_mean', 'mean'}
         The block statistic (the median's blocks are noisier).
 
     Returns
@@ -169,7 +168,7 @@ def mask_extended_objects(blocks, shape, config, *, downscale_func):
     # noise with a unit-sum Gaussian of width s blocks divides its scatter
     # by 2 s sqrt(pi); one block averages factor**2 pixels.
     smoothed_noise = 1 / (2 * _EXTENDED_SMOOTH * math.sqrt(math.pi))
-    pixel_noise = blocks.factor / (_MEDIAN_NOISE_FACTOR if downscale_func == 'median' else 1.0)
+    pixel_noise = blocks.factor / BLOCK_NOISE_FACTOR[downscale_func]
     threshold = max(_EXTENDED_SIGNIFICANCE * smoothed_noise, _EXTENDED_LEVEL * pixel_noise)
     sky_smooth = max(_EXTENDED_SMOOTH, _SKY_SMOOTH_PIXELS / blocks.factor)
     # Gaussian means over the usable blocks only: the filter's weight on them,

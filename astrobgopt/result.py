@@ -15,7 +15,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from . import _isolation
 from .chunked import band_height
-from .downsample import pixel_blocks
+from .downsample import lower_width, pixel_blocks
 
 __all__ = ['SplineOptBackgroundResult', 'mesh_resampler', 'rms_box_size', 'rms_box_statistics',
            'rms_mesh']
@@ -34,8 +34,6 @@ _RMS_FILTER_SIZE = 3
 # boxes around them are replaced by that median.
 _RMS_OUTLIER_SIZE = 7
 _RMS_OUTLIER_RATIO = 1.3
-# Percentile one Gaussian sigma below the median.
-_GAUSSIAN_LOWER_PERCENTILE = 15.865525393145708
 
 
 def _clipped_std(boxes):
@@ -47,37 +45,6 @@ def _clipped_std(boxes):
         clipped = sigma_clip(boxes, sigma=_RMS_CLIP_SIGMA, maxiters=_RMS_CLIP_ITERS, axis=-1,
                              masked=False, copy=True)
         return np.nanstd(clipped, axis=-1)
-
-
-def _lower_width(boxes):
-    """
-    Median minus 15.87th percentile over the last axis, ignoring NaN: the
-    sigma of Gaussian noise, from the side of the distribution that faint
-    unresolved stars (positive only) disturb least.
-    """
-    low, median = _nan_percentiles(boxes, (_GAUSSIAN_LOWER_PERCENTILE, 50))
-    return median - low
-
-
-def _nan_percentiles(values, percentiles):
-    """
-    Percentiles over the last axis ignoring NaN, as `numpy.nanpercentile`'s
-    linear method computes them (NaN where a row has no value), from one
-    sort: `numpy.nanpercentile` loops over the rows in Python when any value
-    is NaN, a hundred times slower on a map of boxes.
-    """
-    ordered = np.sort(values, axis=-1)  # NaN sort last
-    count = np.count_nonzero(np.isfinite(values), axis=-1)
-    last = np.maximum(count - 1, 0)[..., None]
-    results = []
-    for percentile in percentiles:
-        position = last * (percentile / 100)
-        below = np.floor(position).astype(np.intp)
-        lower = np.take_along_axis(ordered, below, axis=-1)
-        upper = np.take_along_axis(ordered, np.minimum(below + 1, last), axis=-1)
-        result = (lower + (upper - lower) * (position - below))[..., 0]
-        results.append(np.where(count > 0, result, np.nan))
-    return results
 
 
 def rms_box_size(factor):
@@ -106,7 +73,7 @@ def rms_box_statistics(residual, box):
     differences = np.full_like(residual, np.nan)
     differences[:, 1:] = np.diff(residual, axis=1) / math.sqrt(2)
     boxes = pixel_blocks(residual, box, np.nan)
-    return (_lower_width(boxes), _clipped_std(pixel_blocks(differences, box, np.nan)),
+    return (lower_width(boxes)[1], _clipped_std(pixel_blocks(differences, box, np.nan)),
             np.mean(np.isfinite(boxes), axis=-1) >= _RMS_MIN_USABLE)
 
 

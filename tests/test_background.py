@@ -1,5 +1,4 @@
 """SplineOptBackground: accuracy against known truth, inputs, outputs and errors."""
-import warnings
 from pathlib import Path
 
 import astropy
@@ -296,19 +295,3 @@ def test_stretch_applied_once_to_the_samples(sky):
     assert_allclose(samples.blocks.values[usable],
                     prepared.stretch.forward(linear.blocks.values[usable]))
     assert_allclose(samples.extra.values, prepared.stretch.forward([[0.2]]))
-
-
-def test_nan_percentiles_match_numpy_nanpercentile():
-    # The background_rms map's fast percentiles must be numpy's, NaN rows included.
-    from astrobgopt.result import _nan_percentiles
-
-    rng = np.random.default_rng(3)
-    values = rng.normal(size=(4, 6, 2, 90))
-    values[values > 1.2] = np.nan
-    values[0, 0, 0] = np.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', RuntimeWarning)
-        expected = np.nanpercentile(values, [15.865525393145708, 50], axis=-1)
-    for ours, theirs in zip(_nan_percentiles(values, (15.865525393145708, 50)), expected):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=0, equal_nan=True)
-    assert np.isnan(_nan_percentiles(values, (50,))[0][0, 0, 0])

@@ -1,9 +1,12 @@
 """Block downscaling under masks."""
+import warnings
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from astrobgopt.downsample import block_reduce_masked
+from astrobgopt.downsample import (BLOCK_NOISE_FACTOR, GAUSSIAN_LOWER_PERCENTILE,
+                                   block_reduce_masked, nan_percentiles)
 
 
 def test_median_ignores_masked_pixels_and_handles_edges():
@@ -54,3 +57,72 @@ def test_channels_and_points():
 def test_unknown_function():
     with pytest.raises(ValueError, match='median'):
         block_reduce_masked(np.ones((4, 4)), np.ones((4, 4)), 2, func='mode')
+
+
+@pytest.mark.parametrize('with_nan', [False, True])
+def test_nan_percentiles_match_numpy_nanpercentile(with_nan):
+    # The fast percentiles (a partition without NaN, a sort with) must be
+    # numpy's linear-method ones, rows without a value included.
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(4, 6, 2, 90))
+    if with_nan:
+        values[values > 1.2] = np.nan
+        values[0, 0, 0] = np.nan
+    percentiles = (GAUSSIAN_LOWER_PERCENTILE, 50, 99)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
+        expected = np.nanpercentile(values, percentiles, axis=-1)
+    for ours, theirs in zip(nan_percentiles(values, percentiles), expected):
+        assert_allclose(ours, theirs, rtol=1e-12, atol=0, equal_nan=True)
+    assert np.isnan(nan_percentiles(values, (50,))[0][0, 0, 0]) == with_nan
+
+
+def test_clipped_mean_is_as_precise_as_the_mean_and_as_robust_as_the_median():
+    rng = np.random.default_rng(4)
+    factor = 12
+    noise = rng.normal(size=(120 * factor, 120 * factor))
+    usable = np.ones(noise.shape, dtype=np.float32)
+    scatter = {func: np.std(block_reduce_masked(noise, usable, factor, func=func).values)
+               * factor for func in ('mean', 'median', 'clipped_mean')}
+    # On pure noise: the noise factors the extended-object threshold uses.
+    for func, value in scatter.items():
+        assert value == pytest.approx(BLOCK_NOISE_FACTOR[func], rel=0.06)
+    # A bright star in every block (3 pixels at 50 sigma) moves the mean by
+    # 1 sigma, the clipped mean not at all.
+    stars = noise.copy()
+    stars[::factor, ::factor] += 50
+    stars[1::factor, ::factor] += 50
+    stars[::factor, 1::factor] += 50
+    mean = block_reduce_masked(stars, usable, factor, func='mean').values
+    clipped = block_reduce_masked(stars, usable, factor, func='clipped_mean').values
+    assert np.mean(mean) == pytest.approx(150 / factor**2, abs=0.03)
+    assert abs(np.mean(clipped)) < 0.03
+
+
+def test_clipped_mean_ignores_masked_pixels_and_weights_the_rest():
+    data = np.zeros((4, 4))
+    data[0, 0] = np.nan  # masked
+    data[0, 1] = 4.0  # half weight
+    data[1, 0] = 1e6  # clipped
+    data[1, 1] = -2.0
+    weights = np.ones((4, 4))
+    weights[0, 0] = 0
+    weights[0, 1] = 0.5
+    # Block (0, 0): median of (4, 1e6, -2) is 4, lower width 4 - (-2 + 6 * 0.317)
+    # ~ 4.1: 1e6 is clipped, the weighted mean of 4 (weight 0.5) and -2 is 0.
+    samples = block_reduce_masked(data, weights, 2, func='clipped_mean')
+    assert_allclose(samples.values[0, 0, 0], 0.0, atol=1e-12)
+    assert_allclose(samples.values[1:, 1:, 0], 0.0)
+
+
+def test_estimator_fits_clipped_mean_blocks():
+    # End to end (extended-object masking included, whose threshold uses the
+    # statistic's noise factor): within the median's accuracy on a starry
+    # frame with a trail (0.03 to 0.09 sigma over three seeds at this size).
+    from astrobgopt import SplineOptBackground
+    from astrobgopt.validation import error_rms, make_scene
+
+    scene = make_scene('satellite_trail', size=(300, 450))
+    result = SplineOptBackground(downscale_func='clipped_mean')(scene.data)
+    assert result.meta['downscale_func'] == 'clipped_mean'
+    assert error_rms(result.background, scene.background) < 0.15 * scene.noise_sigma
