@@ -126,3 +126,12 @@ def test_estimator_fits_clipped_mean_blocks():
     result = SplineOptBackground(downscale_func='clipped_mean')(scene.data)
     assert result.meta['downscale_func'] == 'clipped_mean'
     assert error_rms(result.background, scene.background) < 0.15 * scene.noise_sigma
+
+
+def test_pixel_rows_give_each_pixel_its_blocks_value():
+    samples = block_reduce_masked(np.zeros((23, 31)), np.ones((23, 31)), 5)
+    block_map = np.arange(35).reshape(5, 7)
+    full = block_map[np.arange(23)[:, None] // 5, np.arange(31)[None, :] // 5]
+    for start, stop in ((0, 23), (3, 4), (4, 16), (20, 23), (10, 15)):
+        np.testing.assert_array_equal(samples.pixel_rows(block_map, start, stop, 31),
+                                      full[start:stop])
