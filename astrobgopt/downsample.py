@@ -111,8 +111,7 @@ def pixel_blocks(array, factor, fill):
 # Percentile one Gaussian sigma below the median.
 GAUSSIAN_LOWER_PERCENTILE = 15.865525393145708
 #: `clip_about_median` keeps the entries within this many lower-side widths
-#: (`lower_width`) of the median: the 'clipped_mean' block statistic and the
-#: background_rms map's difference noise.
+#: (`lower_width`) of the median (the 'clipped_mean' block statistic).
 CLIP_WIDTHS = 3.0
 #: How many times the noise of the mean of n Gaussian pixels each block
 #: statistic scatters: the median sqrt(pi / 2), a 3-sigma clipped mean about
@@ -166,8 +165,8 @@ def clip_about_median(values):
     """
     ``values`` (NaN where unusable) with NaN also beyond `CLIP_WIDTHS`
     lower-side widths (`lower_width`) of the median over the last axis: one
-    clipping step, as robust as `astropy.stats.sigma_clip` run to
-    convergence on noise with stars, for the cost of one partition.
+    clipping step, for the cost of one partition (`astropy.stats.sigma_clip`
+    iterates, and removes more of a crowded field's faint stars).
     """
     median, width = lower_width(values)
     with np.errstate(invalid='ignore'):

@@ -8,22 +8,26 @@ import time
 import warnings
 
 import numpy as np
+from astropy.stats import sigma_clip
 from astropy.table import QTable
 from astropy.utils import lazyproperty
+from astropy.utils.exceptions import AstropyUserWarning
 
 from . import _isolation
 from .chunked import band_height
-from .downsample import clip_about_median, lower_width, pixel_blocks
+from .downsample import lower_width, pixel_blocks
 
 __all__ = ['SplineOptBackgroundResult', 'mesh_resampler', 'rms_box_size', 'rms_box_statistics',
            'rms_mesh']
 
 # The background_rms map: boxes of at least _RMS_MIN_BOX pixels (a star fills
-# a small part of one), their noise clipped at 3 sigma
-# (`astrobgopt.downsample.clip_about_median`), boxes with less than
-# _RMS_MIN_USABLE of their pixels usable left out, and the box map
-# median-filtered over _RMS_FILTER_SIZE boxes: photutils Background2D's recipe.
+# a small part of one), the residual clipped at _RMS_CLIP_SIGMA for up to
+# _RMS_CLIP_ITERS rounds, boxes with less than _RMS_MIN_USABLE of their
+# pixels usable left out, and the box map median-filtered over
+# _RMS_FILTER_SIZE boxes: photutils Background2D's recipe.
 _RMS_MIN_BOX = 32
+_RMS_CLIP_SIGMA = 3.0
+_RMS_CLIP_ITERS = 10
 _RMS_MIN_USABLE = 0.5
 _RMS_FILTER_SIZE = 3
 # Boxes above _RMS_OUTLIER_RATIO times the median of the _RMS_OUTLIER_SIZE
@@ -33,11 +37,18 @@ _RMS_OUTLIER_RATIO = 1.3
 
 
 def _clipped_std(boxes):
-    """Standard deviation over the last axis after clipping, ignoring NaN."""
+    """Standard deviation over the last axis after sigma clipping, ignoring NaN."""
     with warnings.catch_warnings():
         # Masked pixels are NaN and boxes without a usable pixel all NaN.
         warnings.simplefilter('ignore', RuntimeWarning)
-        return np.nanstd(clip_about_median(boxes), axis=-1)
+        warnings.simplefilter('ignore', AstropyUserWarning)
+        # A single clipping step about the median (as the 'clipped_mean'
+        # blocks use) is 0.04 s faster at 6 megapixels, but leaves more of
+        # the faint stars of a crowded field in: milky_way's maximum went
+        # from 2.26 to 2.41 times the noise.
+        clipped = sigma_clip(boxes, sigma=_RMS_CLIP_SIGMA, maxiters=_RMS_CLIP_ITERS, axis=-1,
+                             masked=False, copy=True)
+        return np.nanstd(clipped, axis=-1)
 
 
 def rms_box_size(factor):
