@@ -156,10 +156,13 @@ def _run_on_dask(jobs, output_dir, options, *, workers, scheduler, client, on_re
     import logging
 
     from dask.distributed import Client, LocalCluster, as_completed
+    from distributed.utils import silence_logging_cmgr
 
     from ._startup import load_numerical_core
 
     with contextlib.ExitStack() as stack:
+        # Entered first, so closed last: what it holds outlives the cluster.
+        on_interrupt = stack.enter_context(contextlib.ExitStack())
         if client is None and scheduler is not None:
             client = stack.enter_context(Client(scheduler))
         elif client is None:
@@ -178,18 +181,24 @@ def _run_on_dask(jobs, output_dir, options, *, workers, scheduler, client, on_re
         futures = {client.submit(_run_frame, str(path.resolve()), str(output_dir.resolve()),
                                  options, pure=False): path for path in jobs}
         rows = {}
-        for future in as_completed(futures):
-            path = futures[future]
-            try:
-                row = future.result()
-            except Exception as exc:  # the worker itself died (memory, crash)
-                row = {'status': 'failed', 'seconds': math.nan, 'residual_rms': math.nan,
-                       'message': error_message(exc), 'outputs': {}, 'warnings': [],
-                       'traceback': ''}
-            row['file'] = str(path)
-            rows[path] = row
-            if on_result is not None:
-                on_result(row)
+        try:
+            for future in as_completed(futures):
+                path = futures[future]
+                try:
+                    row = future.result()
+                except Exception as exc:  # the worker itself died (memory, crash)
+                    row = {'status': 'failed', 'seconds': math.nan, 'residual_rms': math.nan,
+                           'message': error_message(exc), 'outputs': {}, 'warnings': [],
+                           'traceback': ''}
+                row['file'] = str(path)
+                rows[path] = row
+                if on_result is not None:
+                    on_result(row)
+        except KeyboardInterrupt:
+            # Closing mid-task, the scheduler logs the tasks it drops as
+            # errors; the caller says "interrupted" once.
+            on_interrupt.enter_context(silence_logging_cmgr(logging.CRITICAL))
+            raise
     return [rows[path] for path in jobs]
 
 

@@ -94,8 +94,10 @@ def frame_sets(directory):
 @pytest.mark.slow
 def test_ctrl_c_during_a_batch_is_one_line_and_leaves_no_partial_outputs(tmp_path):
     # Finding B5: Ctrl-C printed 75 lines with 5 Dask tracebacks. Ctrl-C
-    # signals the terminal's whole process group: so does this test.
-    for index in range(4):
+    # signals the terminal's whole process group: so does this test. Frames
+    # the workers finish while the cluster closes are whole and kept: with
+    # 12 of them (0.2 s each on 2 workers) some are still to do.
+    for index in range(12):
         sky = make_light_pollution_sky((600, 900), seed=index)
         fits.writeto(tmp_path / f'light_{index}.fits', sky.image)
     process = subprocess.Popen(
@@ -109,11 +111,11 @@ def test_ctrl_c_during_a_batch_is_one_line_and_leaves_no_partial_outputs(tmp_pat
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    assert first.startswith('[1/4] '), stderr
+    assert first.startswith('[1/12] '), stderr
     assert process.returncode == 130
     assert stderr.splitlines() == ['astrobgopt: interrupted']
     names, partial = frame_sets(tmp_path / 'out')
-    assert partial == [] and 1 <= len(names) // 2 <= 3
+    assert partial == [] and 1 <= len(names) // 2 < 12
     assert not [name for name in names if name.startswith('.')]  # temporaries or markers
 
 
