@@ -42,8 +42,10 @@ def load_numerical_core(*, show_log=False):
         # Looking for GPUs initialises CUDA, which logs too.
         device = importlib.import_module('.optimize', __package__).compute_device()
     # The rest of the core: SciPy's image filters (extended-object masking,
-    # the RMS map), half a second to import that would land on the first fit.
+    # the RMS map), half a second to import that would land on the first fit,
+    # and the handle on NumPy's BLAS threads.
     importlib.import_module('scipy.ndimage')
+    importlib.import_module('.spline', __package__).blas_controller()
     if importing:
         # Importing TensorFlow leaves some 400,000 new objects for Python's
         # collector, whose first full pass over them (0.17 s) otherwise falls

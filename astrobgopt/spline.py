@@ -80,7 +80,12 @@ _RESAMPLE_BAND_ELEMENTS = 256 * 1024
 
 
 @functools.cache
-def _blas_controller():
+def blas_controller():
+    """
+    The `threadpoolctl.ThreadpoolController` of the BLAS libraries loaded
+    (made once: finding them takes 0.02 s, so the numerical core's loading
+    makes it, not the first fit).
+    """
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
@@ -99,7 +104,7 @@ def single_threaded_blas(func):
     """
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        with _blas_controller().limit(limits=1, user_api='blas'):
+        with blas_controller().limit(limits=1, user_api='blas'):
             return func(*args, **kwargs)
 
     return wrapper
