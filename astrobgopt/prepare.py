@@ -34,6 +34,8 @@ class PreparedImage(NamedTuple):
     usable_fraction : `~numpy.ndarray`, shape (H, W)
         Usable fraction of each pixel in [0, 1]: 1 minus the masked fraction
         (0 where masked, outside the thresholds, non-finite or uncovered).
+        Read-only; where nothing is masked, a broadcast 1 that takes no
+        memory.
     stretch : `~astrobgopt.stretch.Stretch` or None
         The stretch the fit runs in.
     coverage : `~numpy.ndarray` of bool, shape (H, W), or None
@@ -174,8 +176,15 @@ def prepare_image(data, *, mask=None, coverage_mask=None, regions=None, wcs=None
     if bounds != [None, None]:
         outside = threshold_mask(image, minimum=bounds[0], maximum=bounds[1])
         masked[np.any(outside, axis=-1)] = 1
-    usable_fraction = np.subtract(1, masked, out=masked)  # in place: an image less at the peak
-    if not np.any(usable_fraction > 0):
-        raise ValueError('every pixel is masked or non-finite: nothing to fit')
+    # np.zeros' pages are only made when written: an unmasked image costs
+    # no memory for its usable fraction, whose full-size copy would stay
+    # with the result (a third of a fit's peak beyond its outputs).
+    if not masked.any():
+        usable_fraction = np.broadcast_to(np.float32(1), shape)
+    else:
+        usable_fraction = np.subtract(1, masked, out=masked)  # in place: an image less
+        usable_fraction.flags.writeable = False
+        if not np.any(usable_fraction > 0):
+            raise ValueError('every pixel is masked or non-finite: nothing to fit')
     return PreparedImage(image=image, unit=unit, dtype=dtype, usable_fraction=usable_fraction,
                          stretch=fit_stretch, coverage=coverage, channel_axis=channel_axis)
