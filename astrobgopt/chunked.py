@@ -212,12 +212,13 @@ def _model_band(model, shape, dtype, block_info=None):
 
 def _rms_band(block, mask, model, estimator, samples, box, top):
     """`rms_box_statistics` of one band, as `SplineOptBackgroundResult` makes them."""
-    from .result import rms_box_statistics
+    from .result import rms_box_statistics, sky_residual
 
     bottom = top + len(block)
     prepared = estimator.prepare(block, mask=mask)
-    residual = prepared.image - model.evaluate_image(samples.shape, rows=slice(top, bottom))
-    residual[~((prepared.usable_fraction > 0) & samples.fitted_pixels(top, bottom))] = np.nan
+    residual = sky_residual(prepared.image,
+                            model.evaluate_image(samples.shape, rows=slice(top, bottom)),
+                            (prepared.usable_fraction > 0) & samples.fitted_pixels(top, bottom))
     return rms_box_statistics(residual, box)
 
 

@@ -16,9 +16,8 @@ import numpy as np
 
 from ._choices import DOWNSCALE_FUNCTIONS
 
-__all__ = ['BlockSamples', 'block_reduce_masked', 'clip_about_median', 'lower_width',
-           'nan_percentiles', 'pixel_blocks', 'BLOCK_NOISE_FACTOR', 'CLIP_WIDTHS',
-           'DOWNSCALE_FUNCTIONS']
+__all__ = ['BlockSamples', 'block_reduce_masked', 'lower_width', 'nan_percentiles',
+           'pixel_blocks', 'BLOCK_NOISE_FACTOR', 'DOWNSCALE_FUNCTIONS']
 
 
 class BlockSamples:
@@ -110,9 +109,9 @@ def pixel_blocks(array, factor, fill):
 
 # Percentile one Gaussian sigma below the median.
 GAUSSIAN_LOWER_PERCENTILE = 15.865525393145708
-#: `clip_about_median` keeps the entries within this many lower-side widths
-#: (`lower_width`) of the median (the 'clipped_mean' block statistic).
-CLIP_WIDTHS = 3.0
+# The 'clipped_mean' block statistic keeps the pixels within this many
+# lower-side widths (`lower_width`) of the block's median.
+_CLIP_WIDTHS = 3.0
 #: How many times the noise of the mean of n Gaussian pixels each block
 #: statistic scatters: the median sqrt(pi / 2), a 3-sigma clipped mean about
 #: the median nearly the mean's (measured: 1.07 for blocks of 25 pixels, 1.02 for 144 to 2000
@@ -135,9 +134,9 @@ def nan_percentiles(values, percentiles):
     positions = [last * (percentile / 100) for percentile in percentiles]
     if finite.all() and values.size:
         # Every row has the same count: partition at the entries needed.
-        below = {math.floor((values.shape[-1] - 1) * percentile / 100)
-                 for percentile in percentiles}
-        kth = sorted(below | {min(b + 1, values.shape[-1] - 1) for b in below})
+        last_index = values.shape[-1] - 1
+        floors = {math.floor(last_index * percentile / 100) for percentile in percentiles}
+        kth = sorted(floors | {min(index + 1, last_index) for index in floors})
         ordered = np.partition(values, kth, axis=-1)
     else:
         ordered = np.sort(values, axis=-1)  # NaN sort last
@@ -161,29 +160,21 @@ def lower_width(values):
     return median, median - low
 
 
-def clip_about_median(values):
-    """
-    ``values`` (NaN where unusable) with NaN also beyond `CLIP_WIDTHS`
-    lower-side widths (`lower_width`) of the median over the last axis: one
-    clipping step, for the cost of one partition (`astropy.stats.sigma_clip`
-    iterates, and removes more of a crowded field's faint stars).
-    """
-    median, width = lower_width(values)
-    with np.errstate(invalid='ignore'):
-        kept = np.abs(values - median[..., None]) <= CLIP_WIDTHS * width[..., None]
-    return np.where(kept, values, np.nan)
-
-
 def _clipped_mean(values, weight):
     """
     Weighted mean over the last axis of the entries (NaN where unusable)
-    that `clip_about_median` keeps: nearly as precise as the mean on pure
-    noise, as robust as the median to stars.
+    within `_CLIP_WIDTHS` lower-side widths of their median: nearly as
+    precise as the mean on pure noise, as robust as the median to stars.
+    One clipping step, for the cost of one partition
+    (`astropy.stats.sigma_clip` iterates, and removes more of a crowded
+    field's faint stars).
     """
-    clipped = clip_about_median(values)
-    weight = np.where(np.isnan(clipped), 0, weight)
+    median, width = lower_width(values)
+    with np.errstate(invalid='ignore'):
+        kept = np.abs(values - median[..., None]) <= _CLIP_WIDTHS * width[..., None]
+    weight = np.where(kept, weight, 0)
     with np.errstate(invalid='ignore', divide='ignore'):
-        return (np.nan_to_num(clipped) * weight).sum(axis=-1, dtype=np.float64) \
+        return (np.where(kept, values, 0) * weight).sum(axis=-1, dtype=np.float64) \
             / weight.sum(axis=-1, dtype=np.float64)
 
 
