@@ -15,7 +15,10 @@ import os
 import sys
 import tempfile
 
-__all__ = ['load_numerical_core']
+__all__ = ['load_numerical_core', 'import_tensorflow', 'native_log_held']
+
+# Set by ``load_numerical_core(show_log=True)`` (the command line's --debug).
+_show_native_log = False
 
 
 def load_numerical_core(*, show_log=False):
@@ -37,10 +40,10 @@ def load_numerical_core(*, show_log=False):
     device : str
         ``'CPU'`` or ``'GPU (name)'``, see `astrobgopt.optimize.compute_device`.
     """
+    global _show_native_log
+    _show_native_log = _show_native_log or show_log
     importing = 'tensorflow' not in sys.modules
-    with _native_stderr_held() if importing and not show_log else contextlib.nullcontext():
-        # Looking for GPUs initialises CUDA, which logs too.
-        device = importlib.import_module('.optimize', __package__).compute_device()
+    device = importlib.import_module('.optimize', __package__).compute_device()
     # The rest of the core: SciPy's image filters (extended-object masking,
     # the RMS map), half a second to import that would land on the first fit,
     # and the handle on NumPy's BLAS threads.
@@ -52,6 +55,22 @@ def load_numerical_core(*, show_log=False):
         # in the first fit: it is part of the import's cost, paid here.
         gc.collect()
     return device
+
+
+def import_tensorflow():
+    """TensorFlow, imported the first time with its native log held back."""
+    if 'tensorflow' not in sys.modules:
+        with native_log_held():
+            importlib.import_module('tensorflow')
+    return sys.modules['tensorflow']
+
+
+def native_log_held():
+    """
+    A context in which TensorFlow's native log (file descriptor 2) is held
+    back, unless ``load_numerical_core(show_log=True)`` asked for it.
+    """
+    return contextlib.nullcontext() if _show_native_log else _native_stderr_held()
 
 
 @contextlib.contextmanager

@@ -60,13 +60,15 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-import tensorflow as tf
 from astropy.stats import mad_std
 
 from ._choices import INITIALIZERS, LOSSES
+from ._startup import import_tensorflow, native_log_held
 from .config import FitConfig
 from .spline import (_NUMPY, SplineGrid, _determines_tail, _squared_distance, apply_spline,
                      single_threaded_blas, solve_spline, tail_size)
+
+tf = import_tensorflow()
 
 __all__ = ['SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
            'INITIALIZERS', 'compute_device', 'grid_control_points', 'initial_control_points']
@@ -133,7 +135,8 @@ def _limit_tensorflow_threads():
                 return
 
 
-_limit_tensorflow_threads()
+with native_log_held():
+    _limit_tensorflow_threads()
 
 
 @contextlib.contextmanager
@@ -178,7 +181,9 @@ def compute_device():
     Where the fit runs: ``'GPU (name)'`` for the first GPU TensorFlow sees,
     else ``'CPU'`` (TensorFlow's devices are fixed once it has started).
     """
-    gpus = tf.config.list_physical_devices('GPU')
+    # Looking for GPUs initialises CUDA, which logs on a machine without one.
+    with native_log_held():
+        gpus = tf.config.list_physical_devices('GPU')
     if not gpus:
         return 'CPU'
     details = tf.config.experimental.get_device_details(gpus[0])

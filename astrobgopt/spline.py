@@ -50,12 +50,14 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import numpy as np
-import tensorflow as tf
 # Imported here, not on first use: it costs a third of a second, which would
 # otherwise land on the first evaluation of a model.
 from scipy import sparse
 
 from ._choices import SUPPORTED_ORDERS, TAIL_DEGREE, tail_size
+from ._startup import import_tensorflow
+
+tf = import_tensorflow()
 
 __all__ = ['interpolate_spline', 'solve_spline', 'apply_spline', 'apply_spline_grid',
            'SplineGrid', 'SeparableResampler', 'linear_interpolation_matrix',

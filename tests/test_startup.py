@@ -53,3 +53,20 @@ def test_tensorflows_garbage_is_collected_with_its_import_not_in_the_first_fit()
                           check=True, env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'},
                           timeout=300)
     assert done.stdout.split()[-1] == '0'
+
+
+@pytest.mark.parametrize('statement', [
+    'import astrobgopt.spline',
+    'import astrobgopt.optimize as core; core.compute_device()',
+])
+def test_importing_a_numerical_module_directly_is_quiet(statement):
+    # The modules of the numerical core import TensorFlow themselves, with
+    # its native start-up log ("Could not find cuda drivers", "failed call
+    # to cuInit") held back, as the estimators' own start does.
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != 'TF_CPP_MIN_LOG_LEVEL'}
+    done = subprocess.run([sys.executable, '-c', statement], capture_output=True, text=True,
+                          check=True, env=env, timeout=300)
+    assert done.stderr == ''
