@@ -4,28 +4,39 @@ Extended-object masking on the block grid: coherent positive structure
 and left out of the final one.
 
 **Glow or object.** Not every such structure is an object. Sky light (a
-town's or the moon's glow, amplifier glow, scattered light) enters the field
-from outside and is brightest at its edge, while an object a user
-photographs is framed inside it. Each region found is therefore weighted as
-an object by two ramps, and only that weight of its blocks is masked:
+town's or the moon's glow, amplifier glow, scattered light, a reflection)
+enters the field from outside or spreads from a source, while an object a
+user photographs is framed inside it and has a shape of its own. Each
+region found is therefore weighted as an object by ramps, and only that
+weight of its blocks is masked. A region is sky light to the degree that it
+is diffuse (the residual with every block clipped at 3 pixel sigmas and
+smoothed over 32 pixels still reaches 1.4 (object) to 2 (sky) times the
+detection threshold; a group of bright stars is not) and
 
-* **at the edge**: the ratio of the region's highest smoothed residual
-  within two blocks of the frame's edge to its highest anywhere; up to 0.8
-  it is an object, from 0.95 sky;
-* **diffuse**: the residual with every block clipped at 3 pixel sigmas and
-  smoothed over 32 pixels still reaches 1.4 (object) to 2 (sky) times the
-  detection threshold; a group of bright stars at the edge does not.
+* **brightest at the edge**: the ratio of its highest smoothed residual
+  within two blocks of the frame's edge to its highest anywhere is 0.8
+  (object) to 0.95 (sky); or
+* **a round glow near the edge**: that ratio is 0.3 to 0.5, and a radial
+  profile about some centre (in the frame or outside it) explains 0.86
+  (object) to 0.92 (sky) of its variance. Glows fall off alike in every
+  direction from their source; nebulae, galaxies seen at an angle and
+  trails do not. Roundness is judged once the masking rounds have masked
+  the region whole, since before that the fit has absorbed part of it.
 
-A region is sky to the degree that it is both. Ramps rather than cuts, so
-that adding a smooth gradient to the data moves the weights little.
+Round glows are also *known* sky light: the final fit's robust loss does
+not reject their blocks as outliers where the spline cannot yet follow a
+steep part (an amplifier glow's corner), which it otherwise would.
 
-Limits: the rule is about position, not physics. A glow centred inside the
-field (``small_glow`` of the scene suite: a Gaussian of 0.14 of the width
-peaking 0.12 of it from a corner) is masked like a nebula, and a nebula
-brightest at the edge (one centred outside the field) is kept as background;
-the ``edge_nebula`` scene, centred inside but running off two edges, stays
-an object. Frames with such features need ``mask_extended=False`` or a mask
-of the objects (see the scenes page of the docs).
+Ramps rather than cuts, so that adding a smooth gradient to the data moves
+the weights little.
+
+Limits: the rule is about position and shape, not physics. A round object
+near the edge (a face-on galaxy or a globular cluster in a corner, touching
+the edge at half its peak) is kept as background; a glow that is not round
+and peaks inside the frame is masked like a nebula; and a nebula brightest
+at the edge (one centred outside the field) is kept. Frames with such
+features need ``mask_extended=False`` or a mask of the objects (see the
+scenes page of the docs).
 """
 
 import dataclasses
@@ -68,16 +79,63 @@ _BORDER_RATIO_SKY = 0.95
 _SKY_CLIP_LEVEL = 3.0
 _SKY_SMOOTH_PIXELS = 32.0
 _SKY_DIFFUSE = (1.4, 2.0)
+# ... or round about some centre, in or outside the frame, and reaching the
+# edge at _BORDER_RATIO_ROUND of its peak: a glow's light falls off alike in
+# every direction from its source, a nebula's does not. Roundness is the
+# fraction of the region's variance that a radial profile (rings of
+# _ROUND_RING times its equivalent radius) about the best centre explains.
+# The ramp _ROUND was set on the scene suite's compact glow and edge nebula
+# over seeds and sizes: glows measured 0.88-0.99 (most above 0.91) once
+# masked whole, nebulae 0.74-0.86.
+_BORDER_RATIO_ROUND = (0.3, 0.5)
+_ROUND = (0.86, 0.92)
+_ROUND_RING = 0.125
 # The masking never leaves fewer than this fraction of the usable blocks (nor
 # fewer than 4 samples per control point): in a crowded field (a globular
 # cluster filling the frame) everything looks extended, and the fit needs data.
 _EXTENDED_MIN_KEPT = 0.25
 
 
-def _object_weights(smoothed, clipped, flagged, band, threshold):
+def _ramp(value, low, high):
+    """0 at or below ``low``, 1 at or above ``high``, linear between."""
+    return np.clip((np.asarray(value, dtype=float) - low) / (high - low), 0.0, 1.0)
+
+
+def _roundness(image, region):
+    """
+    The fraction of ``image``'s variance over ``region`` that a radial
+    profile explains, about the centre (searched coarse to fine, in or up to
+    half the frame outside it) that explains most.
+    """
+    yy, xx = np.nonzero(region)
+    values = image[yy, xx]
+    total = np.sum((values - values.mean()) ** 2)
+    if values.size < 16 or total <= 0:
+        return 0.0
+    ring = max(1.0, _ROUND_RING * math.sqrt(values.size / math.pi))
+
+    def explained(cy, cx):
+        rings = (np.hypot(yy - cy, xx - cx) / ring).astype(np.intp)
+        profile = np.bincount(rings, values) / np.maximum(np.bincount(rings), 1)
+        return 1 - np.sum((values - profile[rings]) ** 2) / total
+
+    ny, nx = image.shape
+    centre, step = np.array([(ny - 1) / 2, (nx - 1) / 2]), np.array([ny, nx]) / 4.0
+    best = -np.inf
+    for _ in range(4):
+        candidates = [centre + step * (i, j) for i in range(-4, 5) for j in range(-4, 5)]
+        scores = [explained(*c) for c in candidates]
+        if max(scores) > best:
+            best, centre = max(scores), candidates[int(np.argmax(scores))]
+        step = step / 4
+    return best
+
+
+def _object_weights(smoothed, clipped, flagged, band, threshold, *, round_glows=False):
     """
     Each flagged region's weight as an object (1 masks it, 0 keeps it as
-    sky light), and the region labels.
+    sky light) and as a round glow (0 without ``round_glows``), index 0
+    for no region, and the region labels.
 
     A region is sky light to the degree that (1) its smoothed residual
     peaks at the frame's edge: the ratio of its highest value within
@@ -86,8 +144,11 @@ def _object_weights(smoothed, clipped, flagged, band, threshold):
     it is diffuse: its residual with every block clipped at
     `_SKY_CLIP_LEVEL` pixel sigmas, then smoothed (``clipped``), still
     reaches 1.4 to 2 times the threshold (`_SKY_DIFFUSE`), which a group of
-    bright stars at the edge does not. Ramps rather than cuts, so that a
-    small change of the data moves the weight little.
+    bright stars at the edge does not. With ``round_glows``, a diffuse
+    region is also sky to the degree that it reaches the edge at
+    `_BORDER_RATIO_ROUND` of its peak and is round (`_roundness`, ramp
+    `_ROUND`). Ramps rather than cuts, so that a small change of the data
+    moves the weight little.
     """
     from scipy import ndimage
 
@@ -100,15 +161,17 @@ def _object_weights(smoothed, clipped, flagged, band, threshold):
 
     ny, nx = smoothed.shape
     yy, xx = np.ogrid[:ny, :nx]
-    near_edge = np.minimum(np.minimum(yy, ny - 1 - yy), np.minimum(xx, nx - 1 - xx)) < band
-    edge_peak = region_max(np.where(near_edge, smoothed, -np.inf))
+    edge_band = np.minimum(np.minimum(yy, ny - 1 - yy), np.minimum(xx, nx - 1 - xx)) < band
+    edge_peak = region_max(np.where(edge_band, smoothed, -np.inf))
     ratio = np.where(np.isfinite(edge_peak), edge_peak, 0) / np.maximum(region_max(smoothed),
                                                                         1e-300)
-    at_edge = np.clip((ratio - _BORDER_RATIO_OBJECT) / (_BORDER_RATIO_SKY - _BORDER_RATIO_OBJECT),
-                      0.0, 1.0)
-    diffuse = np.clip((region_max(clipped) / threshold - _SKY_DIFFUSE[0])
-                      / (_SKY_DIFFUSE[1] - _SKY_DIFFUSE[0]), 0.0, 1.0)
-    return np.concatenate([[0.0], 1 - at_edge * diffuse]), labels
+    diffuse = _ramp(region_max(clipped) / threshold, *_SKY_DIFFUSE)
+    sky = diffuse * _ramp(ratio, _BORDER_RATIO_OBJECT, _BORDER_RATIO_SKY)
+    round_glow = diffuse * _ramp(ratio, *_BORDER_RATIO_ROUND) if round_glows else np.zeros_like(sky)
+    for k in np.flatnonzero(round_glow):
+        round_glow[k] *= _ramp(_roundness(smoothed, labels == k + 1), *_ROUND)
+    return (np.concatenate([[0.0], 1 - np.maximum(sky, round_glow)]),
+            np.concatenate([[0.0], round_glow]), labels)
 
 
 def _grow_regions(labels, factor, max_reach):
@@ -154,6 +217,12 @@ def mask_extended_objects(blocks, shape, config, *, downscale_func):
         That of the blocks, 0 on the extended objects.
     control_values : `~numpy.ndarray`, shape (n, k)
         Control values of the last round: a warm start for the final fit.
+    sky_light : `~numpy.ndarray`, shape (ny, nx)
+        The degree, in [0, 1], to which each block lies on structure judged
+        sky light (a glow): for `~astrobgopt.optimize.fit_spline`, whose
+        robust loss must not reject those blocks as outliers where the
+        spline cannot yet follow a steep glow. 0 everywhere when the masking
+        stopped in a crowded field.
     """
     from scipy import ndimage
 
@@ -183,6 +252,7 @@ def mask_extended_objects(blocks, shape, config, *, downscale_func):
     excess = np.zeros(usable.shape)
     model = None
     n_usable = np.count_nonzero(usable)
+    crowded = False
     for _ in range(_EXTENDED_ROUNDS):
         model = fit_spline(points, values, fraction * (1 - excess[usable]), shape,
                            init_only, design=design, progress=False,
@@ -192,8 +262,8 @@ def mask_extended_objects(blocks, shape, config, *, downscale_func):
                      / model.noise_sigma).max(axis=-1)
         smoothed = usable_mean(z, _EXTENDED_SMOOTH)
         clipped = usable_mean(np.minimum(z, _SKY_CLIP_LEVEL * pixel_noise), sky_smooth)
-        weight, labels = _object_weights(smoothed, clipped, usable & (smoothed > threshold),
-                                         _EXTENDED_SMOOTH, threshold)
+        weight, _, labels = _object_weights(smoothed, clipped, usable & (smoothed > threshold),
+                                            _EXTENDED_SMOOTH, threshold)
         grown = _grow_regions(labels, _EXTENDED_GROW, _EXTENDED_MAX_GROW * min(usable.shape))
         updated = np.maximum(excess, np.where(usable, weight[grown], 0.0))
         if np.allclose(updated, excess, rtol=0, atol=1e-3):
@@ -205,6 +275,21 @@ def mask_extended_objects(blocks, shape, config, *, downscale_func):
                 f'{n_usable} blocks (a crowded field?); it stopped after '
                 f'masking {excess.sum():.0f}. Pass a mask of the objects, or '
                 'mask_extended=False.', AstropyUserWarning)
+            crowded = True
             break
         excess = updated
-    return blocks.usable_fraction * (1 - excess), model.control_values
+    sky_light = np.zeros(usable.shape)
+    if not crowded:
+        # The last round's regions judged once more, round glows included: a
+        # region is judged round once masked whole (until then the fit
+        # absorbs part of it and what is left is its core, whatever its
+        # shape). What is sky light is kept; a round glow is also known to
+        # be background (a trail entering from the edge is kept, not known:
+        # where the spline cannot follow it, the robust loss leaves it out).
+        weight, round_glow, labels = _object_weights(
+            smoothed, clipped, usable & (smoothed > threshold), _EXTENDED_SMOOTH, threshold,
+            round_glows=True)
+        grown = _grow_regions(labels, _EXTENDED_GROW, _EXTENDED_MAX_GROW * min(usable.shape))
+        excess = np.where(grown > 0, np.minimum(excess, weight[grown]), excess)
+        sky_light = np.where(usable, round_glow[grown], 0.0)
+    return blocks.usable_fraction * (1 - excess), model.control_values, sky_light

@@ -474,7 +474,8 @@ class _SampleNoise:
     """
     What the covariance of the control values needs from a fit, in the fit's
     standardized units: the samples' scaled positions, residuals and usable
-    fractions, the noise per channel, the loss and the smoothing.
+    fractions, the noise per channel, the loss, the smoothing and the
+    samples' degree of known sky light (see `_biweight`).
     """
 
     points: np.ndarray
@@ -483,13 +484,14 @@ class _SampleNoise:
     sigma: np.ndarray
     loss: str
     smoothing: float
+    sky_light: np.ndarray | float = 0.0
 
     @single_threaded_blas
     def value_covariance(self, centers, order):
         """Covariance (k, n, n) of the values at scaled control points ``centers``."""
         basis, bending = _design(centers, self.points, order)
         return _value_covariance(basis, bending, self.residual, self.fraction, self.sigma,
-                                 self.loss, self.smoothing)
+                                 self.loss, self.smoothing, self.sky_light)
 
 
 def _robust_sigma(residual, fraction):
@@ -502,9 +504,14 @@ def _robust_sigma(residual, fraction):
     return np.where(sigma > 0, sigma, 1.0)
 
 
-def _biweight(u):
-    """IRLS weights psi(u)/u of Tukey's biweight."""
-    return np.where(np.abs(u) < _BIWEIGHT_C, (1 - (u / _BIWEIGHT_C) ** 2) ** 2, 0.0)
+def _biweight(u, sky_light=0.0):
+    """
+    IRLS weights psi(u)/u of Tukey's biweight, except for samples known to be
+    sky light (to that degree, broadcast against ``u``), which are never
+    outliers.
+    """
+    weight = np.where(np.abs(u) < _BIWEIGHT_C, (1 - (u / _BIWEIGHT_C) ** 2) ** 2, 0.0)
+    return weight + sky_light * (1 - weight)
 
 
 def _design(centers, points, order):
@@ -540,7 +547,7 @@ def _solve_values(basis, bending, target, row_weights, stiffness):
     return values
 
 
-def _value_covariance(basis, bending, residual, fraction, sigma, loss, smoothing):
+def _value_covariance(basis, bending, residual, fraction, sigma, loss, smoothing, sky_light):
     """
     Covariance of the control values, (k, n, n), in standardized units.
 
@@ -553,7 +560,7 @@ def _value_covariance(basis, bending, residual, fraction, sigma, loss, smoothing
     covariance = np.empty((n_channels, basis.shape[1], basis.shape[1]))
     for channel in range(n_channels):
         if loss == 'robust':
-            psi = _biweight(residual[:, channel] * np.sqrt(fraction) / sigma[channel])
+            psi = _biweight(residual[:, channel] * np.sqrt(fraction) / sigma[channel], sky_light)
         else:
             psi = np.ones(len(fraction))
         _, lhs = _normal_equations(basis, bending, fraction * psi, smoothing)
@@ -566,21 +573,23 @@ def _value_covariance(basis, bending, residual, fraction, sigma, loss, smoothing
     return covariance
 
 
-def _initial_values(basis, bending, target, fraction, config, start=None):
+def _initial_values(basis, bending, target, fraction, config, start=None, sky_light=None):
     """
     Control values from the loss's reweighted least squares (see module notes).
 
     ``start`` (control values already close to the answer) skips the
-    graduated stage and only polishes.
+    graduated stage and only polishes; ``sky_light`` (per sample, see
+    `_biweight`) keeps samples from being rejected as outliers.
     """
+    sky = 0.0 if sky_light is None else sky_light[:, None]
     if start is not None:
         values = start
         for _ in range(_IRLS_FINAL):
             residual = target - basis @ values
             sigma = _robust_sigma(residual, fraction)
             u = residual * np.sqrt(fraction)[:, None] / sigma
-            values = _solve_values(basis, bending, target, fraction[:, None] * _biweight(u),
-                                   config.smoothing)
+            values = _solve_values(basis, bending, target,
+                                   fraction[:, None] * _biweight(u, sky), config.smoothing)
         return values, _robust_sigma(target - basis @ values, fraction)
     weights = np.repeat(fraction[:, None], target.shape[1], axis=1)
     values = _solve_values(basis, bending, target, weights, config.smoothing)
@@ -600,9 +609,10 @@ def _initial_values(basis, bending, target, fraction, config, start=None):
         residual = target - basis @ values
         sigma = _robust_sigma(residual, fraction)
         u = residual * np.sqrt(fraction)[:, None] / sigma
-        values = _solve_values(basis, bending, target, fraction[:, None] * _biweight(u),
+        values = _solve_values(basis, bending, target, fraction[:, None] * _biweight(u, sky),
                                stiffness)
-    return _initial_values(basis, bending, target, fraction, config, start=values)
+    return _initial_values(basis, bending, target, fraction, config, start=values,
+                           sky_light=sky_light)
 
 
 def _data_loss(loss, model, target, fraction, constants):
@@ -767,7 +777,7 @@ def _split_validation(n_samples, fraction, seed):
 
 @single_threaded_blas
 def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, design=None,
-               initial_values=None, progress=None, progress_desc='spline fit'):
+               initial_values=None, sky_light=None, progress=None, progress_desc='spline fit'):
     """
     Fit a spline surface to weighted samples of an image.
 
@@ -790,6 +800,11 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
     initial_values : `~numpy.ndarray`, shape (n, k), optional
         Control values (data units) of an earlier fit with the same initial
         control points, to start the robust initialization from.
+    sky_light : `~numpy.ndarray`, shape (m,), optional
+        The degree, in [0, 1], to which each sample is known to be sky light
+        (`astrobgopt.extended.mask_extended_objects` finds glows): the robust
+        loss's solves do not reject such samples as outliers, so that the
+        spline follows a glow's steep part instead of leaving it out.
     progress : bool or None, optional
         Show a progress bar: True always, False never, None only when the
         optimization runs longer than two seconds.
@@ -842,8 +857,10 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
             if config.epochs > 0 else np.zeros(len(points), dtype=bool))
     train = ~held
     basis, bending = design.basis, design.bending
+    sky_light = None if sky_light is None else np.asarray(sky_light, dtype=np.float64)
     control, sigma = _initial_values(basis[train], bending, target[train], fraction[train],
-                                     config, start=start)
+                                     config, start=start,
+                                     sky_light=None if sky_light is None else sky_light[train])
     # From here on, values are in units of the noise the initialization
     # leaves (times _NOISE_UNITS), not of the values' spread: that spread
     # grows when a smooth gradient is added to the data, the noise does not,
@@ -914,12 +931,14 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
         control = best_values.numpy().astype(np.float64)
         basis, bending = _design(final_centers, scaled_points, config.order)
         if config.loss == 'robust' and held.any():
-            control, _ = _initial_values(basis, bending, target, fraction, config, start=control)
+            control, _ = _initial_values(basis, bending, target, fraction, config, start=control,
+                                         sky_light=sky_light)
         sigma = _robust_sigma(target - basis @ control, fraction)
 
     fitted = basis @ control
     noise = _SampleNoise(points=scaled_points, residual=target - fitted, fraction=fraction,
-                         sigma=sigma, loss=config.loss, smoothing=config.smoothing)
+                         sigma=sigma, loss=config.loss, smoothing=config.smoothing,
+                         sky_light=0.0 if sky_light is None else sky_light)
     return SplineModel(control_points=final_centers * length_scale,
                        control_values=offset + spread * control,
                        initial_control_points=initial,

@@ -106,3 +106,15 @@ class FitSamples:
         if len(parts) == 1:
             return parts[0]
         return tuple(np.concatenate(arrays) for arrays in zip(*parts))
+
+    def per_sample(self, block_map, block_fraction=None):
+        """
+        A map of the blocks (ny, nx) as one value per sample of
+        ``arrays(block_fraction)``, in the same order: 0 for the extra
+        samples.
+        """
+        parts = [] if self.extra is None else [np.zeros(len(self.extra[0]))]
+        if self.include_blocks:
+            fraction = self.blocks.usable_fraction if block_fraction is None else block_fraction
+            parts.append(block_map[fraction > 0])
+        return np.concatenate(parts)
