@@ -143,13 +143,13 @@ class SplineOptBackground:
         galaxies, star halos) in the smoothed residual of a first fit, mask
         it and refit, for a few rounds (see
         `astrobgopt.extended.mask_extended_objects`). Keeps large bright
-        objects out of the background. Structure that is brightest at the
-        frame's edge and diffuse (sky light entering the field: a town's
-        glow, amplifier glow) is kept as background; everything brightest
-        inside the frame counts as an object, a compact glow centred inside
-        the field included, since from one frame the two cannot be told
-        apart: turn it off when the background itself has such features;
-        see the scenes page of the docs.
+        objects out of the background. Diffuse structure that is brightest
+        at the frame's edge (sky light entering the field: a town's glow),
+        or round and reaching the edge (a glow about a source in or beyond
+        the frame: amplifier glow, a reflection), is kept as background and
+        followed; anything else counts as an object. Turn it off when the
+        background itself has structure that is neither; see the scenes
+        page of the docs.
     progress : bool or None, optional
         Progress bar on stderr: False (default) never, True always, None
         only for fits longer than 2 s.
