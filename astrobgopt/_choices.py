@@ -18,6 +18,10 @@ INITIALIZERS = ('grid', 'random')
 DOWNSCALE_FUNCTIONS = ('median', 'clipped_mean', 'mean')
 #: Stretches the fit can run in: None (the linear data) or 'mtf'.
 STRETCHES = (None, 'mtf')
+#: Tukey biweight cut-off of the robust loss, in units of the samples' noise:
+#: 4 sigma keeps ~99.99% of Gaussian noise in play while rejecting anything
+#: brighter.
+BIWEIGHT_CUTOFF = 4.0
 #: Fewest control points a fit accepts (a fit also needs `tail_size` more samples).
 MIN_CONTROL_POINTS = 4
 #: Named pedestal levels added back after subtraction (or a number).

@@ -15,7 +15,7 @@ from . import _choices, _isolation
 from ._docs import insert_fit_parameter_docs
 from .config import FitConfig, make_repr
 from .chunked import block_samples, fit_chunked, is_chunked
-from .extended import mask_extended_objects
+from .extended import mask_extended_objects, sky_light_cutoff
 from .prepare import prepare_image
 from .result import SplineOptBackgroundResult
 from .samples import ExtraSamples, FitSamples
@@ -59,31 +59,31 @@ def _check_threshold(name, level):
         raise ValueError(f'{name} must be a number, not NaN; leave it None for no threshold')
 
 
-def _auto_points_config(points, values, usable_fraction, shape, config, sky_light=None):
+def _auto_points_config(points, values, usable_fraction, shape, config, outlier_cutoff=None):
     """
     ``config`` with the number of control points of ``n_points='auto'``:
     the first of `_AUTO_POINTS` whose doubling does not lower the held-out
     loss by more than `_AUTO_POINTS_GAIN` (robust initialization only).
-    Residuals count at most `_AUTO_LOSS_CAP` except on ``sky_light``
-    samples (to that degree), which the fit must follow.
+    Residuals count at most `_AUTO_LOSS_CAP`, scaled where a sample's
+    ``outlier_cutoff`` (see `~astrobgopt.optimize.fit_spline`) is raised.
     """
     from .optimize import fit_spline
 
     held = np.random.default_rng(config.seed).random(len(points)) < _AUTO_HELD_OUT
     train_fraction = np.where(held, 0, usable_fraction)
     weight = np.sqrt(usable_fraction[held])[:, None]
-    uncapped = 0.0 if sky_light is None else sky_light[held][:, None]
+    cap = _AUTO_LOSS_CAP * (1.0 if outlier_cutoff is None
+                            else outlier_cutoff[held][:, None] / _choices.BIWEIGHT_CUTOFF)
     chosen, chosen_loss, noise = config.n_points, None, None
     for n_points in _AUTO_POINTS:
         trial = dataclasses.replace(config, n_points=n_points, epochs=0)
         if np.count_nonzero(train_fraction > 0) < 4 * (n_points + 3):
             break
-        model = fit_spline(points, values, train_fraction, shape, trial, sky_light=sky_light,
-                           progress=False)
+        model = fit_spline(points, values, train_fraction, shape, trial,
+                           outlier_cutoff=outlier_cutoff, progress=False)
         noise = model.noise_sigma if noise is None else noise
-        squared = ((values[held] - model.evaluate(points[held])) * weight / noise) ** 2
-        capped = np.minimum(squared, _AUTO_LOSS_CAP ** 2)
-        loss = float(np.mean(capped + uncapped * (squared - capped)))
+        residual = (values[held] - model.evaluate(points[held])) * weight / noise
+        loss = float(np.mean(np.minimum(residual ** 2, cap ** 2)))
         if chosen_loss is not None and loss > (1 - _AUTO_POINTS_GAIN) * chosen_loss:
             break
         chosen, chosen_loss = n_points, loss
@@ -433,11 +433,13 @@ class SplineOptBackground:
         from .optimize import fit_spline
 
         start = time.perf_counter()
-        block_fraction = initial_values = sky_light = None
+        block_fraction = initial_values = outlier_cutoff = None
         if self.mask_extended and samples.include_blocks:
-            block_fraction, initial_values, block_sky = mask_extended_objects(
+            block_fraction, initial_values, sky_light = mask_extended_objects(
                 samples.blocks, samples.shape, self.config, downscale_func=self.downscale_func)
-            sky_light = samples.per_sample(block_sky, block_fraction)
+            outlier_cutoff = samples.per_sample(
+                sky_light_cutoff(sky_light, samples.blocks.factor, self.downscale_func),
+                block_fraction, extra_value=_choices.BIWEIGHT_CUTOFF)
         samples.timings['extended_mask'] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -447,11 +449,11 @@ class SplineOptBackground:
                   1 - block_fraction.sum() / max(samples.blocks.usable_fraction.sum(), 1e-300))
         if self.n_points == 'auto' and masked <= _AUTO_MAX_MASKED:
             config = _auto_points_config(points, values, usable_fraction, samples.shape, config,
-                                         sky_light)
+                                         outlier_cutoff)
             if config.n_points != self.config.n_points:
                 initial_values = None
         model = fit_spline(points, values, usable_fraction, samples.shape, config,
-                           initial_values=initial_values, sky_light=sky_light,
+                           initial_values=initial_values, outlier_cutoff=outlier_cutoff,
                            progress=self.progress)
         samples.timings['fit'] = time.perf_counter() - start
         return model, samples.timings, block_fraction

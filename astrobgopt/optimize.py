@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.stats import mad_std
 
-from ._choices import INITIALIZERS, LOSSES
+from ._choices import BIWEIGHT_CUTOFF, INITIALIZERS, LOSSES
 from ._startup import import_tensorflow, native_log_held
 from .config import FitConfig
 from .spline import (_NUMPY, SplineGrid, _determines_tail, _squared_distance, apply_spline,
@@ -74,9 +74,6 @@ __all__ = ['SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
            'INITIALIZERS', 'compute_device', 'grid_control_points', 'initial_control_points']
 
 
-# Tukey biweight cut-off in units of the noise: 4 sigma keeps ~99.99% of
-# Gaussian noise in play while rejecting anything brighter.
-_BIWEIGHT_C = 4.0
 # Reweighting iterations of the initialization (graduated, then final).
 _IRLS_GRADUATED = 5
 _IRLS_FINAL = 3
@@ -475,7 +472,7 @@ class _SampleNoise:
     What the covariance of the control values needs from a fit, in the fit's
     standardized units: the samples' scaled positions, residuals and usable
     fractions, the noise per channel, the loss, the smoothing and the
-    samples' degree of known sky light (see `_biweight`).
+    samples' biweight cut-offs (see `_biweight`).
     """
 
     points: np.ndarray
@@ -484,14 +481,14 @@ class _SampleNoise:
     sigma: np.ndarray
     loss: str
     smoothing: float
-    sky_light: np.ndarray | float = 0.0
+    cutoff: np.ndarray | float = BIWEIGHT_CUTOFF
 
     @single_threaded_blas
     def value_covariance(self, centers, order):
         """Covariance (k, n, n) of the values at scaled control points ``centers``."""
         basis, bending = _design(centers, self.points, order)
         return _value_covariance(basis, bending, self.residual, self.fraction, self.sigma,
-                                 self.loss, self.smoothing, self.sky_light)
+                                 self.loss, self.smoothing, self.cutoff)
 
 
 def _robust_sigma(residual, fraction):
@@ -504,14 +501,9 @@ def _robust_sigma(residual, fraction):
     return np.where(sigma > 0, sigma, 1.0)
 
 
-def _biweight(u, sky_light=0.0):
-    """
-    IRLS weights psi(u)/u of Tukey's biweight, except for samples known to be
-    sky light (to that degree, broadcast against ``u``), which are never
-    outliers.
-    """
-    weight = np.where(np.abs(u) < _BIWEIGHT_C, (1 - (u / _BIWEIGHT_C) ** 2) ** 2, 0.0)
-    return weight + sky_light * (1 - weight)
+def _biweight(u, cutoff=BIWEIGHT_CUTOFF):
+    """IRLS weights psi(u)/u of Tukey's biweight with ``cutoff`` (broadcast against ``u``)."""
+    return np.where(np.abs(u) < cutoff, (1 - (u / cutoff) ** 2) ** 2, 0.0)
 
 
 def _design(centers, points, order):
@@ -547,7 +539,7 @@ def _solve_values(basis, bending, target, row_weights, stiffness):
     return values
 
 
-def _value_covariance(basis, bending, residual, fraction, sigma, loss, smoothing, sky_light):
+def _value_covariance(basis, bending, residual, fraction, sigma, loss, smoothing, cutoff):
     """
     Covariance of the control values, (k, n, n), in standardized units.
 
@@ -560,7 +552,7 @@ def _value_covariance(basis, bending, residual, fraction, sigma, loss, smoothing
     covariance = np.empty((n_channels, basis.shape[1], basis.shape[1]))
     for channel in range(n_channels):
         if loss == 'robust':
-            psi = _biweight(residual[:, channel] * np.sqrt(fraction) / sigma[channel], sky_light)
+            psi = _biweight(residual[:, channel] * np.sqrt(fraction) / sigma[channel], cutoff)
         else:
             psi = np.ones(len(fraction))
         _, lhs = _normal_equations(basis, bending, fraction * psi, smoothing)
@@ -573,15 +565,15 @@ def _value_covariance(basis, bending, residual, fraction, sigma, loss, smoothing
     return covariance
 
 
-def _initial_values(basis, bending, target, fraction, config, start=None, sky_light=None):
+def _initial_values(basis, bending, target, fraction, config, start=None, cutoff=None):
     """
     Control values from the loss's reweighted least squares (see module notes).
 
     ``start`` (control values already close to the answer) skips the
-    graduated stage and only polishes; ``sky_light`` (per sample, see
-    `_biweight`) keeps samples from being rejected as outliers.
+    graduated stage and only polishes; ``cutoff`` (per sample, see
+    `fit_spline`) replaces the biweight's.
     """
-    sky = 0.0 if sky_light is None else sky_light[:, None]
+    column_cutoff = BIWEIGHT_CUTOFF if cutoff is None else cutoff[:, None]
     if start is not None:
         values = start
         for _ in range(_IRLS_FINAL):
@@ -589,7 +581,8 @@ def _initial_values(basis, bending, target, fraction, config, start=None, sky_li
             sigma = _robust_sigma(residual, fraction)
             u = residual * np.sqrt(fraction)[:, None] / sigma
             values = _solve_values(basis, bending, target,
-                                   fraction[:, None] * _biweight(u, sky), config.smoothing)
+                                   fraction[:, None] * _biweight(u, column_cutoff),
+                                   config.smoothing)
         return values, _robust_sigma(target - basis @ values, fraction)
     weights = np.repeat(fraction[:, None], target.shape[1], axis=1)
     values = _solve_values(basis, bending, target, weights, config.smoothing)
@@ -609,10 +602,10 @@ def _initial_values(basis, bending, target, fraction, config, start=None, sky_li
         residual = target - basis @ values
         sigma = _robust_sigma(residual, fraction)
         u = residual * np.sqrt(fraction)[:, None] / sigma
-        values = _solve_values(basis, bending, target, fraction[:, None] * _biweight(u, sky),
-                               stiffness)
+        values = _solve_values(basis, bending, target,
+                               fraction[:, None] * _biweight(u, column_cutoff), stiffness)
     return _initial_values(basis, bending, target, fraction, config, start=values,
-                           sky_light=sky_light)
+                           cutoff=cutoff)
 
 
 def _data_loss(loss, model, target, fraction, constants):
@@ -620,7 +613,7 @@ def _data_loss(loss, model, target, fraction, constants):
     sigma, offset, spread, alpha, _ = constants
     if loss == 'robust':
         u = (target - model) * tf.sqrt(fraction)[:, None] / sigma
-        c2 = _BIWEIGHT_C ** 2
+        c2 = BIWEIGHT_CUTOFF ** 2
         rho = c2 / 6.0 * (1.0 - tf.pow(tf.nn.relu(1.0 - tf.square(u) / c2), 3))
         usable = tf.cast(fraction > 0, rho.dtype)
         return tf.reduce_sum(rho * usable[:, None]) / tf.reduce_sum(usable)
@@ -777,7 +770,8 @@ def _split_validation(n_samples, fraction, seed):
 
 @single_threaded_blas
 def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, design=None,
-               initial_values=None, sky_light=None, progress=None, progress_desc='spline fit'):
+               initial_values=None, outlier_cutoff=None, progress=None,
+               progress_desc='spline fit'):
     """
     Fit a spline surface to weighted samples of an image.
 
@@ -800,11 +794,13 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
     initial_values : `~numpy.ndarray`, shape (n, k), optional
         Control values (data units) of an earlier fit with the same initial
         control points, to start the robust initialization from.
-    sky_light : `~numpy.ndarray`, shape (m,), optional
-        The degree, in [0, 1], to which each sample is known to be sky light
-        (`astrobgopt.extended.mask_extended_objects` finds glows): the robust
-        loss's solves do not reject such samples as outliers, so that the
-        spline follows a glow's steep part instead of leaving it out.
+    outlier_cutoff : `~numpy.ndarray`, shape (m,), optional
+        Each sample's cut-off of the robust loss (Tukey's biweight), in
+        units of the samples' noise: 4 by default. The linear solves of the
+        robust loss give no weight to a residual beyond it. Samples known
+        to be background (a glow's, see
+        `astrobgopt.extended.sky_light_cutoff`) take a larger one, so that
+        the spline follows the glow's steep part instead of leaving it out.
     progress : bool or None, optional
         Show a progress bar: True always, False never, None only when the
         optimization runs longer than two seconds.
@@ -857,10 +853,10 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
             if config.epochs > 0 else np.zeros(len(points), dtype=bool))
     train = ~held
     basis, bending = design.basis, design.bending
-    sky_light = None if sky_light is None else np.asarray(sky_light, dtype=np.float64)
+    cutoff = None if outlier_cutoff is None else np.asarray(outlier_cutoff, dtype=np.float64)
     control, sigma = _initial_values(basis[train], bending, target[train], fraction[train],
                                      config, start=start,
-                                     sky_light=None if sky_light is None else sky_light[train])
+                                     cutoff=None if cutoff is None else cutoff[train])
     # From here on, values are in units of the noise the initialization
     # leaves (times _NOISE_UNITS), not of the values' spread: that spread
     # grows when a smooth gradient is added to the data, the noise does not,
@@ -932,13 +928,13 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
         basis, bending = _design(final_centers, scaled_points, config.order)
         if config.loss == 'robust' and held.any():
             control, _ = _initial_values(basis, bending, target, fraction, config, start=control,
-                                         sky_light=sky_light)
+                                         cutoff=cutoff)
         sigma = _robust_sigma(target - basis @ control, fraction)
 
     fitted = basis @ control
     noise = _SampleNoise(points=scaled_points, residual=target - fitted, fraction=fraction,
                          sigma=sigma, loss=config.loss, smoothing=config.smoothing,
-                         sky_light=0.0 if sky_light is None else sky_light)
+                         cutoff=BIWEIGHT_CUTOFF if cutoff is None else cutoff)
     return SplineModel(control_points=final_centers * length_scale,
                        control_values=offset + spread * control,
                        initial_control_points=initial,

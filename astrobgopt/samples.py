@@ -107,13 +107,13 @@ class FitSamples:
             return parts[0]
         return tuple(np.concatenate(arrays) for arrays in zip(*parts))
 
-    def per_sample(self, block_map, block_fraction=None):
+    def per_sample(self, block_map, block_fraction=None, *, extra_value=0.0):
         """
         A map of the blocks (ny, nx) as one value per sample of
-        ``arrays(block_fraction)``, in the same order: 0 for the extra
-        samples.
+        ``arrays(block_fraction)``, in the same order: ``extra_value`` for
+        the extra samples.
         """
-        parts = [] if self.extra is None else [np.zeros(len(self.extra[0]))]
+        parts = [] if self.extra is None else [np.full(len(self.extra[0]), extra_value)]
         if self.include_blocks:
             fraction = self.blocks.usable_fraction if block_fraction is None else block_fraction
             parts.append(block_map[fraction > 0])
