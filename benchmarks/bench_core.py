@@ -186,10 +186,10 @@ def main(argv=None):
                         help='time the speed table beside a busy process on one core')
     parser.add_argument('--speed-only', action='store_true', help='skip the accuracy tables')
     args = parser.parse_args(argv)
-    import tensorflow as tf
+    from astrobgopt._startup import import_tensorflow, load_numerical_core
 
-    print(f'TensorFlow {tf.__version__}; devices: '
-          f'{[d.device_type for d in tf.config.list_physical_devices()]}')
+    device = load_numerical_core()
+    print(f'TensorFlow {import_tensorflow().__version__}; the fit runs on: {device}')
     shapes = [(512, 512), (2000, 3000)] + ([] if args.quick else [(4000, 6000)])
     busy = (subprocess.Popen([sys.executable, '-c', 'while True: pass'])
             if args.compete else None)
