@@ -175,8 +175,9 @@ def test_auto_points_follow_fine_structure_and_keep_a_simple_sky():
     error = np.sqrt(np.mean((auto.background - truth) ** 2))
     assert error < 0.2 * NOISE
     assert error < 0.2 * np.sqrt(np.mean((fixed.background - truth) ** 2))
+    # A ramp keeps the fewest points (16, 15 on this grid): the least noise.
     simple = SplineOptBackground()(background + noise)
-    assert simple.meta['n_control_points'] <= 32
+    assert simple.meta['n_control_points'] <= 16
 
 
 def test_n_points_auto_is_recorded_and_checked():

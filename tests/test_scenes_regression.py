@@ -39,7 +39,7 @@ ERROR_BOUNDS = {
     'saturated_star': (0.13, 0.085, 0.152),
     'galaxy': (0.8, 0.68, 0.84),
     'sinc_blemish': (0.07, 0.042, 0.234),
-    'rgb_gradient': (0.12, 0.080, None),
+    'rgb_gradient': (0.12, 0.064, None),
 }
 
 
