@@ -33,17 +33,18 @@ _AUTO_BLOCKS = 12000
 # which propagates the least block noise and absorbs least of any faint
 # nebulosity left unmasked (small_flat: 0.0071 sigma, 0.0100 with 32).
 _AUTO_POINTS = (16, 32, 64, 128, 256)
-# The extended-object masking's fits, and the final fit when it took more
-# than _AUTO_MAX_MASKED of the blocks, have this many: with 16 the masking
-# of the light-pollution and galaxy frames changed when a smooth gradient
-# was added (equivariance 0.24 sigma on small_glow, 0.11 on small_256).
-_MASKING_POINTS = 32
 _AUTO_POINTS_GAIN = 0.05
 # ... unless the extended-object masking took more than this fraction of the
 # blocks: points added around large masked objects are held by few blocks
 # and bend beneath the objects (the light-pollution frame, half of it
 # masked: 0.53 sigma with 32 points, 0.66 with 64 at 400 x 600).
 _AUTO_MAX_MASKED = 0.1
+# The extended-object masking's fits have this many control points, and so
+# has the final fit when the masking took more than _AUTO_MAX_MASKED: 16
+# there made the estimates change when a smooth gradient was added
+# (equivariance 0.24 sigma on small_glow, 0.11 on small_256, in an earlier
+# stop) and, when measured again, tripled the optimizer's steps.
+_MASKING_POINTS = 32
 # The held-out loss: the mean over a random _AUTO_HELD_OUT of the blocks
 # (fitted without them, robust initialization only) of the squared residual
 # in units of the first fit's block noise, capped at _AUTO_LOSS_CAP squared

@@ -253,11 +253,11 @@ def mask_extended_objects(blocks, shape, config, *, downscale_func):
     control_values : `~numpy.ndarray`, shape (n, k)
         Control values of the last round: a warm start for the final fit.
     sky_light : `~numpy.ndarray`, shape (ny, nx)
-        The degree, in [0, 1], to which each block lies on structure judged
-        sky light (a glow): for `~astrobgopt.optimize.fit_spline`, whose
-        robust loss must not reject those blocks as outliers where the
-        spline cannot yet follow a steep glow. 0 everywhere when the masking
-        stopped in a crowded field.
+        The degree, in [0, 1], to which each block lies on a round glow
+        judged sky light: `sky_light_cutoff` raises the robust loss's
+        cut-off there, so that the final fit follows a steep glow instead
+        of rejecting it as outliers. 0 everywhere when the masking stopped
+        in a crowded field.
     """
     from scipy import ndimage
 
