@@ -811,6 +811,12 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
     -------
     model : `SplineModel`
 
+    Raises
+    ------
+    ValueError
+        If fewer samples are usable than the control points and the tail
+        need, or ``outlier_cutoff`` is not one positive value per sample.
+
     Notes
     -----
     A fraction ``config.validation_fraction`` of the samples (chosen with
@@ -854,6 +860,9 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
     train = ~held
     basis, bending = design.basis, design.bending
     cutoff = None if outlier_cutoff is None else np.asarray(outlier_cutoff, dtype=np.float64)
+    if cutoff is not None and (cutoff.shape != (len(points),) or not np.all(cutoff > 0)):
+        raise ValueError(f'outlier_cutoff must hold one positive cut-off per sample '
+                         f'({len(points)}); got shape {cutoff.shape}')
     control, sigma = _initial_values(basis[train], bending, target[train], fraction[train],
                                      config, start=start,
                                      cutoff=None if cutoff is None else cutoff[train])

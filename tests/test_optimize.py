@@ -283,3 +283,11 @@ def test_a_raised_outlier_cutoff_lets_the_spline_follow_a_steep_glow():
                            outlier_cutoff=cutoff)
         errors[name] = np.sqrt(np.mean((model.evaluate(points)[:, 0] - 10.0 - glow) ** 2))
     assert errors['raised'] < 0.3 * errors['robust']
+
+
+@pytest.mark.parametrize('cutoff', [np.full(5, 4.0), np.zeros(50), np.full((50, 1), 4.0)])
+def test_outlier_cutoff_must_be_one_positive_value_per_sample(cutoff):
+    points = np.random.default_rng(0).uniform(0, 100, (50, 2))
+    with pytest.raises(ValueError, match='one positive cut-off per sample'):
+        fit_spline(points, np.ones(50), np.ones(50), (100, 100), FitConfig(n_points=9, epochs=0),
+                   outlier_cutoff=cutoff)
