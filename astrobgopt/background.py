@@ -45,6 +45,24 @@ _AUTO_MAX_MASKED = 0.1
 # (equivariance 0.24 sigma on small_glow, 0.11 on small_256, in an earlier
 # stop) and, when measured again, tripled the optimizer's steps.
 _MASKING_POINTS = 32
+# ... but when a bright masked object (see
+# astrobgopt.extended.mask_extended_objects) covers more than _LARGE_OBJECT
+# of the blocks (a nebula, a galaxy, a cluster, a star's halo), no glow was
+# found and crowding did not stop the masking, the final fit has
+# _LARGE_OBJECT_POINTS: with 32, the points beneath the object are held by
+# few blocks and bend (light-pollution frame 0.46 sigma, 0.37 with 16;
+# galaxy 0.71, 0.35; globular cluster 0.48, 0.27; saturated star 0.13,
+# 0.07), while many small masked regions (bright stars) leave every point
+# held (rgb_gradient: 0.025 with 32, 0.031 with 16). A faint masked region
+# may be sky structure (the sinc blemish's central lobe: 0.13 sigma with
+# the usual points, 0.93 with 16), and a glow's steep part needs 32. The
+# fit's steps are capped at _LARGE_OBJECT_EPOCHS: 16 points start close,
+# and further steps let them follow the objects' wings (edge nebula 1.36
+# sigma with no steps, 1.92 with 20, 2.04 with 100; its equivariance
+# error 0.07-0.08 with 20 over three seeds, 0.12-0.24 with 100).
+_LARGE_OBJECT = 0.05
+_LARGE_OBJECT_POINTS = 16
+_LARGE_OBJECT_EPOCHS = 20
 # The held-out loss: the mean over a random _AUTO_HELD_OUT of the blocks
 # (fitted without them, robust initialization only) of the squared residual
 # in units of the first fit's block noise, capped at _AUTO_LOSS_CAP squared
@@ -120,7 +138,8 @@ class SplineOptBackground:
         doubles them, up to 256, while that improves the fit to blocks held
         out of it by more than 5 % (see `~astrobgopt.SplineOptBackground.fit`):
         a sky with fine structure (ripples, an amplifier glow) gets more
-        points, a simple one keeps 16, one with large objects masked has 32.
+        points, a simple one keeps 16, one with a large bright object masked
+        has 16 (with at most 20 epochs), one with much else masked has 32.
         More points follow finer structure, and more of any unmasked
         nebulosity.
     FIT_PARAMETERS
@@ -379,10 +398,13 @@ class SplineOptBackground:
         With ``mask_extended``, extended objects are first removed from the
         block samples (`astrobgopt.extended.mask_extended_objects`), whose
         last round also gives the starting control values. With
-        ``n_points='auto'`` the number of control points is then chosen,
-        unless that masking took more than a tenth of the blocks (32 then,
-        as in the masking: more points would bend beneath the masked
-        objects): a random fifth of the blocks is held out, splines of 16,
+        ``n_points='auto'`` the number of control points is then 16 (with
+        at most 20 epochs) where the masking found a large bright object
+        (more than a twentieth of the blocks, see
+        `~astrobgopt.extended.ExtendedMask`) and no glow, else 32 where it
+        took more than a tenth of the blocks (as in the masking: more points
+        would bend beneath the masked objects), else chosen: a random fifth
+        of the blocks is held out, splines of 16,
         32, 64, 128 and 256 points are fitted to the rest (robust
         initialization only) and
         the count doubled while that lowers the held-out loss (the mean
@@ -441,12 +463,14 @@ class SplineOptBackground:
         from .optimize import fit_spline
 
         start = time.perf_counter()
-        block_fraction = initial_values = outlier_cutoff = None
+        block_fraction = initial_values = outlier_cutoff = extended = None
         if self.mask_extended and samples.include_blocks:
-            block_fraction, initial_values, sky_light = mask_extended_objects(
-                samples.blocks, samples.shape, self.config, downscale_func=self.downscale_func)
+            extended = mask_extended_objects(samples.blocks, samples.shape, self.config,
+                                             downscale_func=self.downscale_func)
+            block_fraction, initial_values = extended.usable_fraction, extended.control_values
             outlier_cutoff = samples.per_sample(
-                sky_light_cutoff(sky_light, samples.blocks.factor, self.downscale_func),
+                sky_light_cutoff(extended.sky_light, samples.blocks.factor,
+                                 self.downscale_func),
                 block_fraction, extra_value=_choices.BIWEIGHT_CUTOFF)
         samples.timings['extended_mask'] = time.perf_counter() - start
 
@@ -455,11 +479,17 @@ class SplineOptBackground:
         config = self.config
         masked = (0.0 if block_fraction is None else
                   1 - block_fraction.sum() / max(samples.blocks.usable_fraction.sum(), 1e-300))
-        if self.n_points == 'auto' and masked <= _AUTO_MAX_MASKED:
+        large_object = (self.n_points == 'auto' and extended is not None
+                        and extended.largest_object > _LARGE_OBJECT
+                        and not extended.crowded and not extended.sky_light.any())
+        if large_object:
+            config = dataclasses.replace(config, n_points=_LARGE_OBJECT_POINTS,
+                                         epochs=min(config.epochs, _LARGE_OBJECT_EPOCHS))
+        elif self.n_points == 'auto' and masked <= _AUTO_MAX_MASKED:
             config = _auto_points_config(points, values, usable_fraction, samples.shape, config,
                                          outlier_cutoff)
-            if config.n_points != self.config.n_points:
-                initial_values = None
+        if config.n_points != self.config.n_points:
+            initial_values = None
         model = fit_spline(points, values, usable_fraction, samples.shape, config,
                            initial_values=initial_values, outlier_cutoff=outlier_cutoff,
                            progress=self.progress)

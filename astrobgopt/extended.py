@@ -50,6 +50,7 @@ of the docs).
 import dataclasses
 import math
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 from astropy.utils.exceptions import AstropyUserWarning
@@ -57,7 +58,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from ._choices import BIWEIGHT_CUTOFF
 from .downsample import BLOCK_NOISE_FACTOR
 
-__all__ = ['mask_extended_objects', 'sky_light_cutoff']
+__all__ = ['ExtendedMask', 'mask_extended_objects', 'sky_light_cutoff']
 
 # The residual is smoothed by a Gaussian of _EXTENDED_SMOOTH blocks; blocks
 # where it exceeds both _EXTENDED_SIGNIFICANCE times its own noise and
@@ -114,6 +115,11 @@ _CONCENTRATED = (3.5, 5.0)
 # sigmas cost 0.03 sigma on it, 2 nothing, and vignetting_amp_glow fell
 # from 0.35 to 0.057 (least squares), 0.052 (5) and 0.044 (2).
 _SKY_LIGHT_CUTOFF = 2.0
+# A masked object is bright where its smoothed residual reaches this many
+# times the detection threshold: the scene suite's nebulae, galaxies,
+# clusters and star halos reach 10-500, while the sinc blemish's central
+# lobe, sky that the masking takes for an object, reaches 2-5.
+_BRIGHT_OBJECT = 8.0
 # The masking never leaves fewer than this fraction of the usable blocks (nor
 # fewer than 4 samples per control point): in a crowded field (a globular
 # cluster filling the frame) everything looks extended, and the fit needs data.
@@ -226,6 +232,23 @@ def _grow_regions(labels, factor, max_reach):
     return np.where(distance <= reach[nearest], nearest, 0)
 
 
+class ExtendedMask(NamedTuple):
+    """The outcome of `mask_extended_objects`."""
+
+    #: That of the blocks, 0 on the extended objects.
+    usable_fraction: np.ndarray
+    #: Control values of the last round: a warm start for the final fit.
+    control_values: np.ndarray
+    #: The degree, in [0, 1], to which each block lies on a round glow
+    #: judged sky light (see `mask_extended_objects`).
+    sky_light: np.ndarray
+    #: Whether the masking stopped early in a crowded field.
+    crowded: bool
+    #: The fraction of the usable blocks that the largest bright masked
+    #: object covers (see `mask_extended_objects`).
+    largest_object: float
+
+
 def mask_extended_objects(blocks, shape, config, *, downscale_func):
     """
     The usable fraction of the blocks with extended objects removed.
@@ -248,6 +271,9 @@ def mask_extended_objects(blocks, shape, config, *, downscale_func):
 
     Returns
     -------
+    mask : `ExtendedMask`
+        With these fields:
+
     usable_fraction : `~numpy.ndarray`, shape (ny, nx)
         That of the blocks, 0 on the extended objects.
     control_values : `~numpy.ndarray`, shape (n, k)
@@ -258,6 +284,14 @@ def mask_extended_objects(blocks, shape, config, *, downscale_func):
         cut-off there, so that the final fit follows a steep glow instead
         of rejecting it as outliers. 0 everywhere when the masking stopped
         in a crowded field.
+    crowded : bool
+        Whether the masking stopped early because it would have left too
+        few blocks (a warning says so).
+    largest_object : float
+        The fraction of the usable blocks that the largest bright masked
+        object (connected blocks at least half masked, where the smoothed
+        residual reaches `_BRIGHT_OBJECT` times the detection threshold)
+        covers.
     """
     from scipy import ndimage
 
@@ -327,7 +361,14 @@ def mask_extended_objects(blocks, shape, config, *, downscale_func):
         grown = _grow_regions(labels, _EXTENDED_GROW, _EXTENDED_MAX_GROW * min(usable.shape))
         excess = np.where(grown > 0, np.minimum(excess, weight[grown]), excess)
         sky_light = np.where(usable, round_glow[grown], 0.0)
-    return blocks.usable_fraction * (1 - excess), model.control_values, sky_light
+    objects, n_objects = ndimage.label(excess >= 0.5)
+    index = np.arange(1, n_objects + 1)
+    bright = np.asarray(ndimage.maximum(smoothed, objects, index) if n_objects else [],
+                        dtype=float).reshape(-1) >= _BRIGHT_OBJECT * threshold
+    largest = np.bincount(objects.ravel(), minlength=n_objects + 1)[1:][bright]
+    largest = largest.max() / n_usable if largest.size else 0.0
+    return ExtendedMask(blocks.usable_fraction * (1 - excess), model.control_values, sky_light,
+                        crowded, float(largest))
 
 
 def sky_light_cutoff(sky_light, factor, downscale_func):

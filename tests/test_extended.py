@@ -9,6 +9,7 @@ import pytest
 
 from astrobgopt import SplineOptBackground
 from astrobgopt.extended import _object_weights, _roundness, mask_extended_objects
+from astrobgopt.validation import make_scene
 
 SHAPE = (256, 384)
 NOISE = 5.0
@@ -38,10 +39,9 @@ def _masking(image):
     """The blocks' usable fraction and sky light after the masking, and the blocks."""
     estimator = SplineOptBackground()
     samples = estimator.sample(estimator.prepare(image))
-    fraction, _, sky_light = mask_extended_objects(samples.blocks, samples.shape,
-                                                   estimator.config,
-                                                   downscale_func=estimator.downscale_func)
-    return fraction, sky_light, samples.blocks
+    mask = mask_extended_objects(samples.blocks, samples.shape, estimator.config,
+                                 downscale_func=estimator.downscale_func)
+    return mask.usable_fraction, mask.sky_light, samples.blocks
 
 
 def test_glow_at_the_frames_edge_is_background():
@@ -198,3 +198,20 @@ def test_sky_light_cutoff_is_two_pixel_sigmas_where_that_is_more():
     np.testing.assert_allclose(cutoff, [4.0, 2.0 + expected / 2, expected])
     # Single-pixel blocks keep the biweight's 4 sigmas.
     np.testing.assert_allclose(sky_light_cutoff(np.ones(2), 1, 'mean'), 4.0)
+
+
+@pytest.mark.parametrize('name, size, seed, bright', [('galaxy', 256, 0, True),
+                                                      ('sinc_blemish', 512, 3, False)])
+def test_largest_object_counts_only_bright_objects(name, size, seed, bright):
+    # A galaxy (its smoothed residual peaks at ~200 times the detection
+    # threshold) masked over 44 % of the blocks is a large bright object;
+    # the sinc blemish's central lobe, masked over a fifth of the frame,
+    # peaks at 2-5 times it and is not one.
+    scene = make_scene(name, size=size, seed=seed)
+    estimator = SplineOptBackground()
+    samples = estimator.sample(estimator.prepare(scene.data))
+    mask = mask_extended_objects(samples.blocks, samples.shape, estimator.config,
+                                 downscale_func=estimator.downscale_func)
+    masked = 1 - mask.usable_fraction.sum() / samples.blocks.usable_fraction.sum()
+    assert masked > 0.15
+    assert (mask.largest_object > 0.3) if bright else (mask.largest_object == 0)
