@@ -124,22 +124,17 @@ def nan_percentiles(values, percentiles):
     Percentiles over the last axis ignoring NaN, as `numpy.nanpercentile`'s
     linear method computes them (NaN where a row has no value).
 
-    Without NaN, from one partition; with NaN, from one sort:
-    `numpy.nanpercentile` loops over the rows in Python when any value is
-    NaN, a hundred times slower on a map of blocks.
+    From one sort, NaN last: `numpy.nanpercentile` loops over the rows in
+    Python when any value is NaN, a hundred times slower on a map of
+    blocks, and NumPy's vectorized sort is faster than `numpy.partition`
+    even at two entries (0.027 s against 0.070 s for 11,000 rows of 529
+    float32 values).
     """
     finite = np.isfinite(values)
     count = np.count_nonzero(finite, axis=-1)
     last = np.maximum(count - 1, 0)[..., None]
     positions = [last * (percentile / 100) for percentile in percentiles]
-    if finite.all() and values.size:
-        # Every row has the same count: partition at the entries needed.
-        last_index = values.shape[-1] - 1
-        floors = {math.floor(last_index * percentile / 100) for percentile in percentiles}
-        kth = sorted(floors | {min(index + 1, last_index) for index in floors})
-        ordered = np.partition(values, kth, axis=-1)
-    else:
-        ordered = np.sort(values, axis=-1)  # NaN sort last
+    ordered = np.sort(values, axis=-1)
     results = []
     for position in positions:
         below = np.floor(position).astype(np.intp)
