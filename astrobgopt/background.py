@@ -49,20 +49,22 @@ _MASKING_POINTS = 32
 # astrobgopt.extended.mask_extended_objects) covers more than _LARGE_OBJECT
 # of the blocks (a nebula, a galaxy, a cluster, a star's halo), no glow was
 # found and crowding did not stop the masking, the final fit has
-# _LARGE_OBJECT_POINTS: with 32, the points beneath the object are held by
-# few blocks and bend (light-pollution frame 0.46 sigma, 0.37 with 16;
-# galaxy 0.71, 0.35; globular cluster 0.48, 0.27; saturated star 0.13,
-# 0.07), while many small masked regions (bright stars) leave every point
-# held (rgb_gradient: 0.025 with 32, 0.031 with 16). A faint masked region
-# may be sky structure (the sinc blemish's central lobe: 0.13 sigma with
-# the usual points, 0.93 with 16), and a glow's steep part needs 32. The
-# fit's steps are capped at _LARGE_OBJECT_EPOCHS: 16 points start close,
-# and further steps let them follow the objects' wings (edge nebula 1.36
-# sigma with no steps, 1.92 with 20, 2.04 with 100; its equivariance
-# error 0.07-0.08 with 20 over three seeds, 0.12-0.24 with 100).
+# _LARGE_OBJECT_POINTS on their grid, solved by the robust initialization
+# alone (no optimizer steps). With 32 points and the full optimization, the
+# points beneath the object are held by few blocks and bend, and the free
+# knots move to follow the object's unmasked wings: light-pollution frame
+# 0.46 sigma, 0.45 so (bias under the nebula 0.68, 0.46); galaxy 0.71,
+# 0.32; globular cluster 0.48, 0.26; saturated star 0.13, 0.07;
+# edge_nebula 2.10, 1.36. Steps help where the sky itself has structure
+# (light pollution: 0.42 after 5 epochs, 0.37 after 20) and hurt beneath
+# objects' wings (edge_nebula: 1.57, 1.92; over seeds 0-2, 1.03-1.36
+# without steps, 1.37-1.92 after 20). Many small masked regions (bright
+# stars) leave every point held and keep the rule below (rgb_gradient:
+# 0.025 with 32, 0.031 with 16), and a faint masked region may be sky
+# structure (the sinc blemish's central lobe: 0.13 sigma with the usual
+# points, 0.93 with 16). A glow's steep part needs 32.
 _LARGE_OBJECT = 0.05
 _LARGE_OBJECT_POINTS = 16
-_LARGE_OBJECT_EPOCHS = 20
 # The held-out loss: the mean over a random _AUTO_HELD_OUT of the blocks
 # (fitted without them, robust initialization only) of the squared residual
 # in units of the first fit's block noise, capped at _AUTO_LOSS_CAP squared
@@ -139,7 +141,8 @@ class SplineOptBackground:
         out of it by more than 5 % (see `~astrobgopt.SplineOptBackground.fit`):
         a sky with fine structure (ripples, an amplifier glow) gets more
         points, a simple one keeps 16, one with a large bright object masked
-        has 16 (with at most 20 epochs), one with much else masked has 32.
+        has 16 on a grid (and no optimizer steps: ``epochs`` is ignored
+        there), one with much else masked has 32.
         More points follow finer structure, and more of any unmasked
         nebulosity.
     FIT_PARAMETERS
@@ -398,8 +401,9 @@ class SplineOptBackground:
         With ``mask_extended``, extended objects are first removed from the
         block samples (`astrobgopt.extended.mask_extended_objects`), whose
         last round also gives the starting control values. With
-        ``n_points='auto'`` the number of control points is then 16 (with
-        at most 20 epochs) where the masking found a large bright object
+        ``n_points='auto'`` the number of control points is then 16 on a
+        grid, solved by the robust initialization alone (no optimizer
+        steps), where the masking found a large bright object
         (more than a twentieth of the blocks, see
         `~astrobgopt.extended.ExtendedMask`) and no glow, else 32 where it
         took more than a tenth of the blocks (as in the masking: more points
@@ -483,8 +487,7 @@ class SplineOptBackground:
                         and extended.largest_object > _LARGE_OBJECT
                         and not extended.crowded and not extended.sky_light.any())
         if large_object:
-            config = dataclasses.replace(config, n_points=_LARGE_OBJECT_POINTS,
-                                         epochs=min(config.epochs, _LARGE_OBJECT_EPOCHS))
+            config = dataclasses.replace(config, n_points=_LARGE_OBJECT_POINTS, epochs=0)
         elif self.n_points == 'auto' and masked <= _AUTO_MAX_MASKED:
             config = _auto_points_config(points, values, usable_fraction, samples.shape, config,
                                          outlier_cutoff)

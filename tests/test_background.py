@@ -224,7 +224,8 @@ def test_crowded_real_frame_warns_instead_of_failing():
 
 
 def test_progress_bar(sky, capsys):
-    SplineOptBackground(progress=True, epochs=5, patience=100)(sky.image)
+    # n_points fixed: with 'auto', the nebula of this sky gets no optimizer steps.
+    SplineOptBackground(progress=True, n_points=32, epochs=5, patience=100)(sky.image)
     assert 'spline fit' in capsys.readouterr().err
 
 
