@@ -49,11 +49,11 @@ _MASKING_POINTS = 32
 # astrobgopt.extended.mask_extended_objects) covers more than _LARGE_OBJECT
 # of the blocks (a nebula, a galaxy, a cluster, a star's halo), no glow was
 # found and crowding did not stop the masking, the final fit has
-# _LARGE_OBJECT_POINTS on their grid, solved by the robust initialization
-# alone (no optimizer steps). With 32 points and the full optimization, the
-# points beneath the object are held by few blocks and bend, and the free
-# knots move to follow the object's unmasked wings: light-pollution frame
-# 0.46 sigma, 0.45 so (bias under the nebula 0.68, 0.46); galaxy 0.71,
+# _LARGE_OBJECT_POINTS (and so no optimizer steps, below). With 32 points
+# and the full optimization, the points beneath the object are held by few
+# blocks and bend, and the free knots move to follow the object's unmasked
+# wings: light-pollution frame 0.46 sigma, 0.45 with 16 points and no steps
+# (bias under the nebula 0.68, 0.46); galaxy 0.71,
 # 0.32; globular cluster 0.48, 0.26; saturated star 0.13, 0.07;
 # edge_nebula 2.10, 1.36. Steps help where the sky itself has structure
 # (light pollution: 0.42 after 5 epochs, 0.37 after 20) and hurt beneath
@@ -64,7 +64,16 @@ _MASKING_POINTS = 32
 # structure (the sinc blemish's central lobe: 0.13 sigma with the usual
 # points, 0.93 with 16). A glow's steep part needs 32.
 _LARGE_OBJECT = 0.05
-_LARGE_OBJECT_POINTS = 16
+_LARGE_OBJECT_POINTS = _AUTO_POINTS[0]
+# Where n_points='auto' settles on the fewest points, the sky is simple and
+# the fit is the robust initialization alone, with no optimizer steps: they
+# changed nothing measurable on such skies (small_flat 0.0071 sigma either
+# way, satellite_trail 0.0191, milky_way 1.87 and 1.86, small_256 0.18-0.19
+# over seeds), beneath large objects they made it worse (above), and their
+# compiled program costs about 0.35 s on its first call in a process
+# (bench_pipeline.py's star field: first call 3.5 times a warm one). Skies
+# with more structure keep the optimizer, which helps there (sinc_blemish,
+# seed 1: 0.29 sigma, 0.59 without steps; small_glow 0.051 and 0.059).
 # The held-out loss: the mean over a random _AUTO_HELD_OUT of the blocks
 # (fitted without them, robust initialization only) of the squared residual
 # in units of the first fit's block noise, capped at _AUTO_LOSS_CAP squared
@@ -141,8 +150,9 @@ class SplineOptBackground:
         out of it by more than 5 % (see `~astrobgopt.SplineOptBackground.fit`):
         a sky with fine structure (ripples, an amplifier glow) gets more
         points, a simple one keeps 16, one with a large bright object masked
-        has 16 on a grid (and no optimizer steps: ``epochs`` is ignored
-        there), one with much else masked has 32.
+        has 16, one with much else masked has 32. A fit of 16 points is
+        the robust initialization alone (no optimizer steps: ``epochs`` is
+        ignored there; pass an integer ``n_points`` to optimize them).
         More points follow finer structure, and more of any unmasked
         nebulosity.
     FIT_PARAMETERS
@@ -401,9 +411,8 @@ class SplineOptBackground:
         With ``mask_extended``, extended objects are first removed from the
         block samples (`astrobgopt.extended.mask_extended_objects`), whose
         last round also gives the starting control values. With
-        ``n_points='auto'`` the number of control points is then 16 on a
-        grid, solved by the robust initialization alone (no optimizer
-        steps), where the masking found a large bright object
+        ``n_points='auto'`` the number of control points is then 16 where
+        the masking found a large bright object
         (more than a twentieth of the blocks, see
         `~astrobgopt.extended.ExtendedMask`) and no glow, else 32 where it
         took more than a tenth of the blocks (as in the masking: more points
@@ -412,8 +421,9 @@ class SplineOptBackground:
         32, 64, 128 and 256 points are fitted to the rest (robust
         initialization only) and
         the count doubled while that lowers the held-out loss (the mean
-        squared residual in noise units, capped at 3) by more than 5 %. The
-        seconds of these steps are added to ``samples.timings``, and the
+        squared residual in noise units, capped at 3) by more than 5 %. A
+        fit of 16 points chosen so is the robust initialization alone, with
+        no optimizer steps. The seconds of these steps are added to ``samples.timings``, and the
         blocks' usable fraction as the fit used it is
         ``samples.fitted_fraction`` (the result's ``background_rms`` leaves
         out what the fit left out).
@@ -487,10 +497,12 @@ class SplineOptBackground:
                         and extended.largest_object > _LARGE_OBJECT
                         and not extended.crowded and not extended.sky_light.any())
         if large_object:
-            config = dataclasses.replace(config, n_points=_LARGE_OBJECT_POINTS, epochs=0)
+            config = dataclasses.replace(config, n_points=_LARGE_OBJECT_POINTS)
         elif self.n_points == 'auto' and masked <= _AUTO_MAX_MASKED:
             config = _auto_points_config(points, values, usable_fraction, samples.shape, config,
                                          outlier_cutoff)
+        if self.n_points == 'auto' and config.n_points == _AUTO_POINTS[0]:
+            config = dataclasses.replace(config, epochs=0)
         if config.n_points != self.config.n_points:
             initial_values = None
         model = fit_spline(points, values, usable_fraction, samples.shape, config,

@@ -215,3 +215,16 @@ def test_largest_object_counts_only_bright_objects(name, size, seed, bright):
     masked = 1 - mask.usable_fraction.sum() / samples.blocks.usable_fraction.sum()
     assert masked > 0.15
     assert (mask.largest_object > 0.3) if bright else (mask.largest_object == 0)
+
+
+def test_a_simple_sky_is_fitted_by_the_robust_initialization_alone():
+    # n_points='auto' keeps 16 points on a flat star field, and a fit of 16
+    # points takes no optimizer steps (they changed nothing measurable on
+    # such skies and cost a compile on the first call in a process).
+    scene = make_scene('small_flat', size=256)
+    result = SplineOptBackground()(scene.data)
+    assert len(result.initial_control_points) == 16
+    assert result.loss_history.shape[0] == 1
+    # ... while an explicit n_points is optimized as asked.
+    result = SplineOptBackground(n_points=16, epochs=3, patience=10)(scene.data)
+    assert result.loss_history.shape[0] == 4
