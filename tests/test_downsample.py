@@ -59,12 +59,13 @@ def test_unknown_function():
         block_reduce_masked(np.ones((4, 4)), np.ones((4, 4)), 2, func='mode')
 
 
-@pytest.mark.parametrize('with_nan', [False, True])
-def test_nan_percentiles_match_numpy_nanpercentile(with_nan):
-    # The fast percentiles (a partition without NaN, a sort with) must be
-    # numpy's linear-method ones, rows without a value included.
+@pytest.mark.parametrize('with_nan, length', [(False, 90), (True, 90), (False, 5000),
+                                              (True, 5000)])
+def test_nan_percentiles_match_numpy_nanpercentile(with_nan, length):
+    # The fast percentiles (a sort, or a partition for long rows without
+    # NaN) must be numpy's linear-method ones, rows without a value included.
     rng = np.random.default_rng(3)
-    values = rng.normal(size=(4, 6, 2, 90))
+    values = rng.normal(size=(4, 6, 2, length))
     if with_nan:
         values[values > 1.2] = np.nan
         values[0, 0, 0] = np.nan
