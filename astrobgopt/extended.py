@@ -246,17 +246,23 @@ def _grow_regions(labels, factor, max_reach):
 class ExtendedMask(NamedTuple):
     """The outcome of `mask_extended_objects`."""
 
-    #: That of the blocks, 0 on the extended objects.
+    #: The blocks' usable fraction, shape (ny, nx), 0 on the extended objects.
     usable_fraction: np.ndarray
-    #: Control values of the last round: a warm start for the final fit.
+    #: Control values of the last round, shape (n, k): a warm start for the
+    #: final fit.
     control_values: np.ndarray
-    #: The degree, in [0, 1], to which each block lies on a round glow
-    #: judged sky light (see `mask_extended_objects`).
+    #: The degree, in [0, 1], to which each block (ny, nx) lies on a round
+    #: glow judged sky light: `sky_light_cutoff` raises the robust loss's
+    #: cut-off there, so that the final fit follows a steep glow instead of
+    #: rejecting it as outliers. 0 everywhere when the masking stopped in a
+    #: crowded field.
     sky_light: np.ndarray
-    #: Whether the masking stopped early in a crowded field.
+    #: Whether the masking stopped early because it would have left too few
+    #: blocks (a crowded field; a warning says so).
     crowded: bool
     #: The fraction of the usable blocks that the largest bright masked
-    #: object covers (see `mask_extended_objects`).
+    #: object covers: connected blocks at least half masked, where the
+    #: smoothed residual reaches 8 times the detection threshold.
     largest_object: float
 
 
@@ -283,26 +289,8 @@ def mask_extended_objects(blocks, shape, config, *, downscale_func):
     Returns
     -------
     mask : `ExtendedMask`
-        With these fields:
-
-    usable_fraction : `~numpy.ndarray`, shape (ny, nx)
-        That of the blocks, 0 on the extended objects.
-    control_values : `~numpy.ndarray`, shape (n, k)
-        Control values of the last round: a warm start for the final fit.
-    sky_light : `~numpy.ndarray`, shape (ny, nx)
-        The degree, in [0, 1], to which each block lies on a round glow
-        judged sky light: `sky_light_cutoff` raises the robust loss's
-        cut-off there, so that the final fit follows a steep glow instead
-        of rejecting it as outliers. 0 everywhere when the masking stopped
-        in a crowded field.
-    crowded : bool
-        Whether the masking stopped early because it would have left too
-        few blocks (a warning says so).
-    largest_object : float
-        The fraction of the usable blocks that the largest bright masked
-        object (connected blocks at least half masked, where the smoothed
-        residual reaches `_BRIGHT_OBJECT` times the detection threshold)
-        covers.
+        The blocks' usable fraction with the objects removed, and what the
+        masking found.
     """
     from scipy import ndimage
 
