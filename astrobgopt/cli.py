@@ -209,7 +209,7 @@ def build_parser():
                       help="don't fit: write a figure of the stretched image, the mask and the "
                            'initial control points (OUTDIR/<name>_bgPreview.png, or --plot)')
     seed.add_argument('-N', type=_positive_int, default=None, dest='n_points', metavar='N',
-                      help='number of control points (default: chosen from 32 to 256)')
+                      help='number of control points (default: chosen from 16 to 256)')
     seed.add_argument('-O', type=int, choices=_choices.SUPPORTED_ORDERS, default=FitConfig.order,
                       dest='order', metavar='O',
                       help='order of the spline: 2 thin-plate, 3 cubic (default: %(default)s)')

@@ -876,7 +876,7 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
     sigma = np.full_like(sigma, 1 / _NOISE_UNITS)
 
     history = np.full((1, 2), np.nan)
-    stop_reason = 'epochs=0: initialization only'
+    stop_reason = 'no optimizer steps: robust initialization only'
     final_centers = initial / length_scale
     if config.epochs > 0:
         # The bending penalty is expressed relative to the data term, as in
