@@ -423,8 +423,8 @@ class SplineOptBackground:
         the count doubled while that lowers the held-out loss (the mean
         squared residual in noise units, capped at 3) by more than 5 %. A
         fit of 16 points chosen so is the robust initialization alone, with
-        no optimizer steps. The seconds of these steps are added to ``samples.timings``, and the
-        blocks' usable fraction as the fit used it is
+        no optimizer steps. The seconds of these stages are added to
+        ``samples.timings``, and the blocks' usable fraction as the fit used it is
         ``samples.fitted_fraction`` (the result's ``background_rms`` leaves
         out what the fit left out).
 
@@ -493,16 +493,15 @@ class SplineOptBackground:
         config = self.config
         masked = (0.0 if block_fraction is None else
                   1 - block_fraction.sum() / max(samples.blocks.usable_fraction.sum(), 1e-300))
-        large_object = (self.n_points == 'auto' and extended is not None
-                        and extended.largest_object > _LARGE_OBJECT
-                        and not extended.crowded and not extended.sky_light.any())
-        if large_object:
-            config = dataclasses.replace(config, n_points=_LARGE_OBJECT_POINTS)
-        elif self.n_points == 'auto' and masked <= _AUTO_MAX_MASKED:
-            config = _auto_points_config(points, values, usable_fraction, samples.shape, config,
-                                         outlier_cutoff)
-        if self.n_points == 'auto' and config.n_points == _AUTO_POINTS[0]:
-            config = dataclasses.replace(config, epochs=0)
+        if self.n_points == 'auto':
+            if (extended is not None and extended.largest_object > _LARGE_OBJECT
+                    and not extended.crowded and not extended.sky_light.any()):
+                config = dataclasses.replace(config, n_points=_LARGE_OBJECT_POINTS)
+            elif masked <= _AUTO_MAX_MASKED:
+                config = _auto_points_config(points, values, usable_fraction, samples.shape,
+                                             config, outlier_cutoff)
+            if config.n_points == _AUTO_POINTS[0]:
+                config = dataclasses.replace(config, epochs=0)
         if config.n_points != self.config.n_points:
             initial_values = None
         model = fit_spline(points, values, usable_fraction, samples.shape, config,

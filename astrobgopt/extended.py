@@ -362,8 +362,8 @@ def mask_extended_objects(blocks, shape, config, *, downscale_func):
         sky_light = np.where(usable, round_glow[grown], 0.0)
     objects, n_objects = ndimage.label(excess >= 0.5)
     bright = _region_max(smoothed, objects, n_objects) >= _BRIGHT_OBJECT * threshold
-    largest = np.bincount(objects.ravel(), minlength=n_objects + 1)[1:][bright]
-    largest = largest.max() / n_usable if largest.size else 0.0
+    bright_sizes = np.bincount(objects.ravel(), minlength=n_objects + 1)[1:][bright]
+    largest = bright_sizes.max() / n_usable if bright_sizes.size else 0.0
     return ExtendedMask(blocks.usable_fraction * (1 - excess), model.control_values, sky_light,
                         crowded, float(largest))
 

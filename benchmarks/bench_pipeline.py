@@ -4,11 +4,12 @@ frame, with every attribute such a pipeline reads (``background`` twice,
 ``background_rms``, both medians, ``plot_meshes``), against
 ``Background2D(image, 16)`` and SEP measured in the same run.
 
-Two frames: a light-polluted sky with a large nebula, whose fit is the
-robust initialization alone (a large bright object masked, see the scenes
-page of the docs), and a star field on a flat sky (the scene suite's
-``small_flat``), whose fit runs the optimizer, which TensorFlow compiles on
-its first call in a process.
+Two frames: a light-polluted sky with a large nebula (a large bright object
+masked) and a star field on a flat sky (the scene suite's ``small_flat``).
+``n_points='auto'`` fits both with 16 control points, the robust
+initialization alone, so neither compiles the optimizer; a sky that needs
+more points does, on its first call in a process (see the scenes page of
+the docs).
 
 Rows: warm calls in this process; the first call in a new process (after
 importing TensorFlow, which is timed apart); the first and a later call in a
@@ -105,7 +106,7 @@ def measure(name):
 
     image = frame(name)
     estimator = SplineOptBackground()
-    pipeline_reads(estimator, image)  # TensorFlow imported and traced
+    pipeline_reads(estimator, image)  # TensorFlow imported (and traced, where a fit steps)
     _, warm = timed(pipeline_reads, estimator, image, repeat=REPEAT)
     _, photutils = timed(pipeline_reads, functools.partial(Background2D, box_size=16), image,
                          repeat=REPEAT)
