@@ -65,7 +65,7 @@ def _add_stars(canvas, rng, n_stars, noise_sigma, fwhm):
 
 
 def make_light_pollution_sky(shape=(1000, 1500), *, noise_sigma=0.002, nebula_amplitude=15.0,
-                             star_density=5e-4, star_fwhm=3.0, seed=0):
+                             star_density=5e-4, star_fwhm=3.0, light_pollution=1.0, seed=0):
     """
     Simulate a light-polluted astrophotograph with a known background.
 
@@ -82,6 +82,9 @@ def make_light_pollution_sky(shape=(1000, 1500), *, noise_sigma=0.002, nebula_am
         Stars per pixel.
     star_fwhm : float, optional
         Star full width at half maximum in pixels.
+    light_pollution : float, optional
+        Scale of the light pollution (the gradient and the town's glow),
+        1 for the levels given in the notes.
     seed : int, optional
         Random seed (the result is deterministic for a seed).
 
@@ -109,7 +112,7 @@ def make_light_pollution_sky(shape=(1000, 1500), *, noise_sigma=0.002, nebula_am
     glow = 0.03 * np.exp(-0.5 * (x ** 2 + y ** 2) / (0.35 * size) ** 2)
     radius2 = ((u - 0.5) ** 2 + (v - 0.5) ** 2) / 0.5
     vignetting = 1 - 0.15 * radius2
-    background = ((0.05 + gradient + glow) * vignetting).astype(np.float32)
+    background = ((0.05 + light_pollution * (gradient + glow)) * vignetting).astype(np.float32)
 
     def lobe(cx, cy, sx, sy, angle):
         dx, dy = x - cx * width, y - cy * height

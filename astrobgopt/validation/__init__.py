@@ -24,7 +24,7 @@ from .scenes import (OBJECT_LEVEL, SCENES, Scene, edge_nebula_scene, galaxy_scen
                      globular_cluster_scene, light_pollution_scene, load_m13_scene, make_scene,
                      milky_way_scene, rgb_gradient_scene, satellite_trail_scene,
                      saturated_star_scene, sinc_blemish_scene, small_256_scene, small_flat_scene,
-                     small_glow_scene, vignetting_amp_glow_scene)
+                     small_glow_scene, strong_light_pollution_scene, vignetting_amp_glow_scene)
 from .sky import SincBlemishSky, make_sinc_blemish_sky
 from .sources import SOURCE_COLUMNS, add_sources, make_source_image, make_source_table
 
@@ -41,7 +41,8 @@ __all__ = [
     'plot_scene', 'plot_residual_maps', 'plot_bias', 'plot_rms_vs_scale',
     'run_validation', 'validation_main',
     'Scene', 'SCENES', 'make_scene', 'load_m13_scene', 'OBJECT_LEVEL',
-    'light_pollution_scene', 'small_glow_scene', 'small_flat_scene', 'globular_cluster_scene',
+    'light_pollution_scene', 'strong_light_pollution_scene', 'small_glow_scene',
+    'small_flat_scene', 'globular_cluster_scene',
     'galaxy_scene', 'edge_nebula_scene', 'saturated_star_scene', 'satellite_trail_scene',
     'milky_way_scene', 'vignetting_amp_glow_scene', 'sinc_blemish_scene', 'rgb_gradient_scene',
     'small_256_scene',

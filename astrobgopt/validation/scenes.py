@@ -40,8 +40,8 @@ from ._checks import check_shape
 from .scene import make_sinc_blemish_scene
 
 __all__ = ['Scene', 'SCENES', 'make_scene', 'load_m13_scene', 'OBJECT_LEVEL',
-           'light_pollution_scene', 'small_glow_scene', 'small_flat_scene',
-           'globular_cluster_scene', 'galaxy_scene', 'edge_nebula_scene',
+           'light_pollution_scene', 'strong_light_pollution_scene', 'small_glow_scene',
+           'small_flat_scene', 'globular_cluster_scene', 'galaxy_scene', 'edge_nebula_scene',
            'saturated_star_scene', 'satellite_trail_scene', 'milky_way_scene',
            'vignetting_amp_glow_scene', 'sinc_blemish_scene', 'rgb_gradient_scene',
            'small_256_scene']
@@ -203,6 +203,15 @@ def _gaussian(x, y, xc, yc, sigma_x, sigma_y=None, angle=0.0):
     return np.exp(-0.5 * (a ** 2 + b ** 2))
 
 
+def _light_pollution_frame(function, size, seed, light_pollution):
+    """A `Scene` of `astrobgopt.datasets.make_light_pollution_sky`."""
+    sky = make_light_pollution_sky(check_shape(size), light_pollution=light_pollution, seed=seed)
+    background = sky.background.astype(np.float64)
+    object_image = (sky.nebula + sky.stars).astype(np.float64)
+    noise = np.full(background.shape, float(sky.noise_sigma))
+    return _known_scene(function, sky.image.astype(np.float64), background, noise, object_image)
+
+
 def light_pollution_scene(size=(1000, 1500), *, seed=0):
     """
     (a) A light-polluted astrophotograph with a large faint nebula.
@@ -212,12 +221,20 @@ def light_pollution_scene(size=(1000, 1500), *, seed=0):
     nebula (peak 15 sigma, a quarter of the frame) and about 750 stars per
     million pixels. Constant noise 0.002 on data in [0, 1].
     """
-    sky = make_light_pollution_sky(check_shape(size), seed=seed)
-    background = sky.background.astype(np.float64)
-    object_image = (sky.nebula + sky.stars).astype(np.float64)
-    noise = np.full(background.shape, float(sky.noise_sigma))
-    return _known_scene(light_pollution_scene, sky.image.astype(np.float64), background, noise,
-                        object_image)
+    return _light_pollution_frame(light_pollution_scene, size, seed, 1.0)
+
+
+def strong_light_pollution_scene(size=(1000, 1500), *, seed=0):
+    """
+    (a) The light-polluted frame with three times the light pollution.
+
+    As `light_pollution_scene`, with the gradient and the town's glow
+    tripled (``light_pollution=3`` in
+    `astrobgopt.datasets.make_light_pollution_sky`): the sky's structure
+    then stands well above the noise around the large nebula, as under a
+    city's sky or a bright moon.
+    """
+    return _light_pollution_frame(strong_light_pollution_scene, size, seed, 3.0)
 
 
 def _small_frame(size, seed, *, with_gradient):
@@ -506,6 +523,7 @@ def small_256_scene(size=256, *, seed=0):
 #: Every simulated scene by name, in the order of the families (a) to (l).
 SCENES = {
     'light_pollution': light_pollution_scene,
+    'strong_light_pollution': strong_light_pollution_scene,
     'small_glow': small_glow_scene,
     'small_flat': small_flat_scene,
     'globular_cluster': globular_cluster_scene,
