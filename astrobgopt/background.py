@@ -4,6 +4,7 @@ gradient-descent spline fit, and its stages (prepare, sample, fit, result).
 """
 
 import dataclasses
+import itertools
 import math
 import time
 from numbers import Real
@@ -48,23 +49,35 @@ _MASKING_POINTS = 32
 # ... but when a bright masked object (see
 # astrobgopt.extended.mask_extended_objects) covers more than _LARGE_OBJECT
 # of the blocks (a nebula, a galaxy, a cluster, a star's halo), no glow was
-# found and crowding did not stop the masking, the final fit has
-# _LARGE_OBJECT_POINTS (and so no optimizer steps, below). With 32 points
-# and the full optimization, the points beneath the object are held by few
-# blocks and bend, and the free knots move to follow the object's unmasked
-# wings: light-pollution frame 0.46 sigma, 0.45 with 16 points and no steps
-# (bias under the nebula 0.68, 0.46); galaxy 0.71,
-# 0.32; globular cluster 0.48, 0.26; saturated star 0.13, 0.07;
-# edge_nebula 2.10, 1.36. Steps help where the sky itself has structure
-# (light pollution: 0.42 after 5 epochs, 0.37 after 20) and hurt beneath
-# objects' wings (edge_nebula: 1.57, 1.92; over seeds 0-2, 1.03-1.36
-# without steps, 1.37-1.92 after 20). Many small masked regions (bright
-# stars) leave every point held and keep the rule below (rgb_gradient:
-# 0.025 with 32, 0.031 with 16), and a faint masked region may be sky
-# structure (the sinc blemish's central lobe: 0.13 sigma with the usual
-# points, 0.93 with 16). A glow's steep part needs 32.
+# found and crowding did not stop the masking, the final fit is the robust
+# initialization alone, stiffened: its bending penalty (``smoothing``) is at
+# least _LARGE_OBJECT_SMOOTHING[n_points]. Beneath the object the points
+# are held by few blocks; with the default penalty they bend, and the
+# optimizer's free knots move to follow the object's unmasked wings. It has
+# 16 points, or 32 where the sky has more structure than 16 follow: 32
+# lower the held-out loss (below) under _LARGE_OBJECT_STRUCTURE times 16's.
+# Over seeds 0-2 that ratio was 0.19-0.22 on strong_light_pollution,
+# 0.33-0.34 on light_pollution, 0.44-0.47 on that frame at 600 x 900,
+# 0.62-0.70 on edge_nebula and 0.93-1.00 on galaxy, globular_cluster and
+# saturated_star. Measured against 16 points, the default penalty and no
+# steps (the rule before), and against the full optimization with 32 points
+# (before that): light_pollution 0.14 sigma, 0.45, 0.46;
+# strong_light_pollution 0.43, 0.99-1.01, 0.38-0.44; edge_nebula 0.33-0.34,
+# 1.03-1.36, 2.10; galaxy 0.18-0.20, 0.27-0.32, 0.71; globular_cluster
+# 0.18-0.19, 0.23-0.26, 0.48; saturated_star 0.06, 0.07-0.08, 0.13. With
+# 16 points a penalty of 1 did better beneath objects (edge_nebula
+# 0.29-0.31) but worse where the masking took part of a sky glow for an
+# object (the 256 x 256 demo sky without nebula of
+# tests/test_pipeline_contract.py: 0.47-0.95, 0.28-0.38 with 0.3, 0.23-0.25
+# with the default), and 0.1 less well beneath them (edge_nebula
+# 0.38-0.43); with 32 points 0.3 and 3 did worse than 1 (light_pollution
+# 0.17 and 0.26). Many small masked regions (bright stars) leave every
+# point held and keep the rule below (rgb_gradient: 0.025 with 32, 0.031
+# with 16), and a faint masked region may be sky structure (the sinc
+# blemish's central lobe: 0.13 sigma with the usual points, 0.93 with 16).
 _LARGE_OBJECT = 0.05
-_LARGE_OBJECT_POINTS = _AUTO_POINTS[0]
+_LARGE_OBJECT_STRUCTURE = 0.55
+_LARGE_OBJECT_SMOOTHING = {16: 0.3, 32: 1.0}
 # Where n_points='auto' settles on the fewest points, the sky is simple and
 # the fit is the robust initialization alone, with no optimizer steps: they
 # changed nothing measurable on such skies (small_flat 0.0071 sigma either
@@ -95,13 +108,13 @@ def _check_threshold(name, level):
         raise ValueError(f'{name} must be a number, not NaN; leave it None for no threshold')
 
 
-def _auto_points_config(points, values, usable_fraction, shape, config, outlier_cutoff=None):
+def _held_out_losses(points, values, usable_fraction, shape, config, outlier_cutoff=None):
     """
-    ``config`` with the number of control points of ``n_points='auto'``:
-    the first of `_AUTO_POINTS` whose doubling does not lower the held-out
-    loss by more than `_AUTO_POINTS_GAIN` (robust initialization only).
-    Residuals count at most `_AUTO_LOSS_CAP`, scaled where a sample's
-    ``outlier_cutoff`` (see `~astrobgopt.optimize.fit_spline`) is raised.
+    Yield ``(n_points, loss)`` for each of `_AUTO_POINTS` in turn, while
+    enough blocks train it: the held-out loss of a fit with that many
+    control points (robust initialization only). Residuals count at most
+    `_AUTO_LOSS_CAP`, scaled where a sample's ``outlier_cutoff`` (see
+    `~astrobgopt.optimize.fit_spline`) is raised.
     """
     from .optimize import fit_spline
 
@@ -110,20 +123,47 @@ def _auto_points_config(points, values, usable_fraction, shape, config, outlier_
     weight = np.sqrt(usable_fraction[held])[:, None]
     cap = _AUTO_LOSS_CAP * (1.0 if outlier_cutoff is None
                             else outlier_cutoff[held][:, None] / _choices.BIWEIGHT_CUTOFF)
-    chosen, chosen_loss, noise = config.n_points, None, None
+    noise = None
     for n_points in _AUTO_POINTS:
-        trial = dataclasses.replace(config, n_points=n_points, epochs=0)
         if np.count_nonzero(train_fraction > 0) < 4 * (n_points + 3):
-            break
+            return
+        trial = dataclasses.replace(config, n_points=n_points, epochs=0)
         model = fit_spline(points, values, train_fraction, shape, trial,
                            outlier_cutoff=outlier_cutoff, progress=False)
         noise = model.noise_sigma if noise is None else noise
         residual = (values[held] - model.evaluate(points[held])) * weight / noise
-        loss = float(np.mean(np.minimum(residual ** 2, cap ** 2)))
+        yield n_points, float(np.mean(np.minimum(residual ** 2, cap ** 2)))
+
+
+def _auto_points_config(points, values, usable_fraction, shape, config, outlier_cutoff=None):
+    """
+    ``config`` with the number of control points of ``n_points='auto'``:
+    the first of `_AUTO_POINTS` whose doubling does not lower the held-out
+    loss (`_held_out_losses`) by more than `_AUTO_POINTS_GAIN`.
+    """
+    chosen, chosen_loss = config.n_points, None
+    for n_points, loss in _held_out_losses(points, values, usable_fraction, shape, config,
+                                           outlier_cutoff):
         if chosen_loss is not None and loss > (1 - _AUTO_POINTS_GAIN) * chosen_loss:
             break
         chosen, chosen_loss = n_points, loss
     return dataclasses.replace(config, n_points=chosen)
+
+
+def _large_object_config(points, values, usable_fraction, shape, config, outlier_cutoff=None):
+    """
+    ``config`` for a frame with a large bright object: the robust
+    initialization alone, smoothing at least `_LARGE_OBJECT_SMOOTHING`,
+    with 16 control points, or 32 where the sky has more structure than 16
+    follow (32 lower the held-out loss of `_held_out_losses` below
+    `_LARGE_OBJECT_STRUCTURE` times 16's).
+    """
+    losses = dict(itertools.islice(
+        _held_out_losses(points, values, usable_fraction, shape, config, outlier_cutoff), 2))
+    structured = len(losses) == 2 and losses[32] < _LARGE_OBJECT_STRUCTURE * losses[16]
+    n_points = 32 if structured else 16
+    return dataclasses.replace(config, n_points=n_points, epochs=0,
+                               smoothing=max(config.smoothing, _LARGE_OBJECT_SMOOTHING[n_points]))
 
 
 @insert_fit_parameter_docs(*_FIT_PARAMETERS)
@@ -149,12 +189,15 @@ class SplineOptBackground:
         doubles them, up to 256, while that improves the fit to blocks held
         out of it by more than 5 % (see `~astrobgopt.SplineOptBackground.fit`):
         a sky with fine structure (ripples, an amplifier glow) gets more
-        points, a simple one keeps 16, one with a large bright object masked
-        has 16, one with much else masked has 32. A fit of 16 points is
-        the robust initialization alone (no optimizer steps: ``epochs`` is
-        ignored there; pass an integer ``n_points`` to optimize them).
-        More points follow finer structure, and more of any unmasked
-        nebulosity.
+        points, a simple one keeps 16, one with much masked has 32. A frame
+        with a large bright object masked gets 16, or 32 where its sky has
+        more structure, with a bending penalty (``smoothing``) of at least
+        0.3 (16 points) or 1 (32), so that the fit stays stiff beneath the
+        object. Those fits, and
+        any of 16 points, are the robust initialization alone (no optimizer
+        steps: ``epochs`` is ignored there; pass an integer ``n_points`` to
+        optimize them). More points follow finer structure, and more of any
+        unmasked nebulosity.
     FIT_PARAMETERS
     downscale_factor : int or 'auto', optional
         Block size of the downscaled image the spline is fitted to. 'auto'
@@ -496,12 +539,14 @@ class SplineOptBackground:
         if self.n_points == 'auto':
             if (extended is not None and extended.largest_object > _LARGE_OBJECT
                     and not extended.crowded and not extended.sky_light.any()):
-                config = dataclasses.replace(config, n_points=_LARGE_OBJECT_POINTS)
-            elif masked <= _AUTO_MAX_MASKED:
-                config = _auto_points_config(points, values, usable_fraction, samples.shape,
-                                             config, outlier_cutoff)
-            if config.n_points == _AUTO_POINTS[0]:
-                config = dataclasses.replace(config, epochs=0)
+                config = _large_object_config(points, values, usable_fraction, samples.shape,
+                                              config, outlier_cutoff)
+            else:
+                if masked <= _AUTO_MAX_MASKED:
+                    config = _auto_points_config(points, values, usable_fraction,
+                                                 samples.shape, config, outlier_cutoff)
+                if config.n_points == _AUTO_POINTS[0]:
+                    config = dataclasses.replace(config, epochs=0)
         if config.n_points != self.config.n_points:
             initial_values = None
         model = fit_spline(points, values, usable_fraction, samples.shape, config,
