@@ -518,20 +518,32 @@ def _design(centers, points, order):
     return basis, 0.5 * (weights + weights.T)
 
 
+def _gram(rows):
+    """``rows.T @ rows``: NumPy computes a product of an array's transpose with
+    itself as one symmetric rank-k update, half the work of a general product."""
+    return rows.T @ rows
+
+
 def _normal_equations(basis, bending, row_weights, stiffness):
-    """Weighted normal matrix plus the bending penalty, relative to its trace."""
-    weighted = basis * row_weights[:, None]
-    normal = basis.T @ weighted
+    """
+    Weighted normal matrix plus the bending penalty, relative to its trace,
+    and the basis rows scaled by the square roots of the (non-negative)
+    weights that formed it.
+    """
+    root_weights = np.sqrt(row_weights)
+    scaled = basis * root_weights[:, None]
+    normal = _gram(scaled)
     scale = np.trace(normal) / max(np.trace(bending), 1e-300)
-    return weighted, normal + stiffness * scale * bending
+    return scaled, root_weights, normal + stiffness * scale * bending
 
 
 def _solve_values(basis, bending, target, row_weights, stiffness):
     """Weighted least squares for control values, one channel per column."""
     values = np.empty((basis.shape[1], target.shape[1]))
     for channel in range(target.shape[1]):
-        weighted, lhs = _normal_equations(basis, bending, row_weights[:, channel], stiffness)
-        rhs = weighted.T @ target[:, channel]
+        scaled, root_weights, lhs = _normal_equations(basis, bending, row_weights[:, channel],
+                                                      stiffness)
+        rhs = scaled.T @ (root_weights * target[:, channel])
         try:
             values[:, channel] = np.linalg.solve(lhs, rhs)
         except np.linalg.LinAlgError:  # no data and no smoothing constrain some values
@@ -555,8 +567,8 @@ def _value_covariance(basis, bending, residual, fraction, sigma, loss, smoothing
             psi = _biweight(residual[:, channel] * np.sqrt(fraction) / sigma[channel], cutoff)
         else:
             psi = np.ones(len(fraction))
-        _, lhs = _normal_equations(basis, bending, fraction * psi, smoothing)
-        middle = basis.T @ (basis * (fraction * psi ** 2)[:, None])
+        *_, lhs = _normal_equations(basis, bending, fraction * psi, smoothing)
+        middle = _gram(basis * (np.sqrt(fraction) * psi)[:, None])
         try:
             inverse = np.linalg.inv(lhs)
         except np.linalg.LinAlgError:  # values no data or smoothing constrain
