@@ -141,12 +141,18 @@ def _auto_points_config(points, values, usable_fraction, shape, config, outlier_
     the first of `_AUTO_POINTS` whose doubling does not lower the held-out
     loss (`_held_out_losses`) by more than `_AUTO_POINTS_GAIN`.
     """
+    from .optimize import compile_optimizer_in_background
+
     chosen, chosen_loss = config.n_points, None
     for n_points, loss in _held_out_losses(points, values, usable_fraction, shape, config,
                                            outlier_cutoff):
         if chosen_loss is not None and loss > (1 - _AUTO_POINTS_GAIN) * chosen_loss:
             break
         chosen, chosen_loss = n_points, loss
+        if chosen > _AUTO_POINTS[0] and config.epochs > 0:
+            # More than 16 points: the fit will run the optimizer, whose
+            # program compiles meanwhile on a first call.
+            compile_optimizer_in_background(config, len(points))
     return dataclasses.replace(config, n_points=chosen)
 
 

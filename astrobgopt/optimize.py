@@ -57,6 +57,7 @@ import copy
 import functools
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -770,6 +771,74 @@ def _compiled_chunk(loss, order, batch_size):
     return run_chunk
 
 
+# Background compilations of `_compiled_chunk` by its arguments (see
+# `compile_optimizer_in_background`), and the lock that starts each once.
+_COMPILING = {}
+_COMPILING_LOCK = threading.Lock()
+
+
+def _optimizer_key(config, n_train):
+    """`_compiled_chunk`'s arguments for a fit of ``config`` on ``n_train`` samples."""
+    batch_size = (config.batch_size if config.batch_size is not None
+                  and config.batch_size < n_train else None)
+    return config.loss, config.order, batch_size
+
+
+def _run_once(key):
+    """
+    Compile the optimizer's program and run it once, on a few samples, one
+    step. Best effort: should it fail, the fit compiles the program itself
+    and reports what goes wrong.
+    """
+    try:
+        _run_program_once(key)
+    except Exception:  # noqa: BLE001 (the fit's own call raises it, with context)
+        pass
+
+
+def _run_program_once(key):
+    run_chunk = _compiled_chunk(*key)
+    dtype = _OPTIMIZER_DTYPE
+    n_points, n_samples = 4, max(8, key[2] or 8)
+    centers = tf.random.stateless_uniform((n_points, 2), seed=(0, 0), dtype=dtype)
+    values = tf.zeros((n_points, 1), dtype)
+    samples = (tf.random.stateless_uniform((n_samples, 2), seed=(0, 1), dtype=dtype),
+               tf.zeros((n_samples, 1), dtype), tf.ones(n_samples, dtype))
+    constants = (tf.ones(1, dtype), tf.zeros(1, tf.float64), tf.ones(1, tf.float64),
+                 tf.constant(0.0, dtype), tf.constant(0.0, dtype))
+    state = (centers, values, *[tf.zeros_like(centers)] * 2, *[tf.zeros_like(values)] * 2,
+             tf.constant(dtype.max, dtype), centers, values, tf.zeros(3, dtype),
+             tf.constant(1e-3, dtype))
+    with _without_graph_rewrites():
+        run_chunk(*state, *samples, *samples, *constants, tf.constant(0, tf.int32),
+                  tf.constant(1), tf.constant(1.0, dtype), tf.constant(1.0, dtype))
+
+
+def compile_optimizer_in_background(config, n_train):
+    """
+    Start compiling the optimizer's program for a fit of ``config`` on
+    ``n_train`` samples in a thread, once per process, so that its first
+    call (about 0.5 s on a CPU: tracing, then TensorFlow instantiating the
+    program) overlaps the work before the fit's first step; `fit_spline`
+    waits for it.
+    """
+    key = _optimizer_key(config, n_train)
+    with _COMPILING_LOCK:
+        if key in _COMPILING:
+            return
+        thread = _COMPILING[key] = threading.Thread(target=_run_once, args=(key,), daemon=True,
+                                                    name='astrobgopt-compile')
+    thread.start()
+
+
+def _compiled_optimizer(config, n_train):
+    """`_compiled_chunk` for the fit, once any background compilation of it is done."""
+    key = _optimizer_key(config, n_train)
+    compile_optimizer_in_background(config, n_train)
+    _COMPILING[key].join()
+    return _compiled_chunk(*key)
+
+
 def _split_validation(n_samples, fraction, seed):
     """Boolean flags of the held-out samples (none when too few to be useful)."""
     n_held = int(round(fraction * n_samples))
@@ -845,6 +914,8 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
         values = values[:, None]
     points = np.asarray(points, dtype=np.float64)
     fraction = np.asarray(usable_fraction, dtype=np.float64)
+    if config.epochs > 0:
+        compile_optimizer_in_background(config, len(points))
     n_usable = np.count_nonzero(fraction > 0)
     if n_usable < config.n_points + tail_size(config.order):
         raise ValueError(
@@ -897,10 +968,7 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
         smoothing_scale = config.smoothing * normal_scale / max(np.trace(bending), 1e-300)
         if config.loss == 'robust':
             smoothing_scale *= 0.5 / float(np.mean(sigma)) ** 2
-        n_train = int(train.sum())
-        batch_size = (config.batch_size if config.batch_size is not None
-                      and config.batch_size < n_train else None)
-        run_chunk = _compiled_chunk(config.loss, config.order, batch_size)
+        run_chunk = _compiled_optimizer(config, int(train.sum()))
         dtype = _OPTIMIZER_DTYPE
         # The offset and spread only enter the asymmetric loss, in float64.
         constants = (tf.constant(sigma, dtype), tf.constant(offset, tf.float64),

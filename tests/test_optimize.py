@@ -291,3 +291,40 @@ def test_outlier_cutoff_must_be_one_positive_value_per_sample(cutoff):
     with pytest.raises(ValueError, match='one positive cut-off per sample'):
         fit_spline(points, np.ones(50), np.ones(50), (100, 100), FitConfig(n_points=9, epochs=0),
                    outlier_cutoff=cutoff)
+
+
+_BACKGROUND_COMPILE_SCRIPT = '''
+import sys, threading
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_optimize import surface_samples
+from astrobgopt.optimize import FitConfig, compile_optimizer_in_background, fit_spline
+points, values, _, _ = surface_samples(noise=0.05, seed=4)
+config = FitConfig(n_points=12, initializer='random', epochs=40, seed=1)
+compile_optimizer_in_background(config, len(points))
+model = fit_spline(points, values, np.ones(len(values)), (200, 300), config)
+alive = [thread.name for thread in threading.enumerate() if thread.name.startswith('astrobgopt')]
+print(repr((alive, model.control_points.tolist(), model.control_values.tolist())))
+'''
+
+
+def test_a_program_compiled_in_the_background_fits_alike_and_its_thread_ends():
+    # In a fresh process, so that the program is compiled there, in a thread,
+    # while the fit's initialization runs; the fit waits for it, and no
+    # thread outlives the fit (a pool forked afterwards would copy it).
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    script = _BACKGROUND_COMPILE_SCRIPT.format(tests=os.path.dirname(__file__))
+    run = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                         timeout=300, check=True)
+    alive, points, values = ast.literal_eval(run.stdout.strip().splitlines()[-1])
+    assert alive == []
+    points_here, values_here, _, _ = surface_samples(noise=0.05, seed=4)
+    config = FitConfig(n_points=12, initializer='random', epochs=40, seed=1)
+    here = fit_spline(points_here, values_here, np.ones(len(values_here)), (200, 300), config)
+    assert len(here.loss_history) > 1
+    assert_allclose(points, here.control_points, rtol=1e-6)
+    assert_allclose(values, here.control_values, rtol=1e-6)
