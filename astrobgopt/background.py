@@ -139,7 +139,8 @@ def _auto_points_config(points, values, usable_fraction, shape, config, outlier_
     """
     ``config`` with the number of control points of ``n_points='auto'``:
     the first of `_AUTO_POINTS` whose doubling does not lower the held-out
-    loss (`_held_out_losses`) by more than `_AUTO_POINTS_GAIN`.
+    loss (`_held_out_losses`) by more than `_AUTO_POINTS_GAIN`; with the
+    fewest, no optimizer steps.
     """
     from .optimize import compile_optimizer_in_background
 
@@ -153,7 +154,8 @@ def _auto_points_config(points, values, usable_fraction, shape, config, outlier_
             # More than 16 points: the fit will run the optimizer, whose
             # program compiles meanwhile on a first call.
             compile_optimizer_in_background(config, len(points))
-    return dataclasses.replace(config, n_points=chosen)
+    return dataclasses.replace(config, n_points=chosen,
+                               epochs=0 if chosen == _AUTO_POINTS[0] else config.epochs)
 
 
 def _large_object_config(points, values, usable_fraction, shape, config, outlier_cutoff=None):
@@ -199,11 +201,10 @@ class SplineOptBackground:
         with a large bright object masked gets 16, or 32 where its sky has
         more structure, with a bending penalty (``smoothing``) of at least
         0.3 (16 points) or 1 (32), so that the fit stays stiff beneath the
-        object. Those fits, and
-        any of 16 points, are the robust initialization alone (no optimizer
-        steps: ``epochs`` is ignored there; pass an integer ``n_points`` to
-        optimize them). More points follow finer structure, and more of any
-        unmasked nebulosity.
+        object. Those fits, and any of 16 points, are the robust
+        initialization alone (no optimizer steps: ``epochs`` is ignored
+        there; pass an integer ``n_points`` to optimize them). More points
+        follow finer structure, and more of any unmasked nebulosity.
     FIT_PARAMETERS
     downscale_factor : int or 'auto', optional
         Block size of the downscaled image the spline is fitted to. 'auto'
@@ -542,17 +543,14 @@ class SplineOptBackground:
         config = self.config
         masked = (0.0 if block_fraction is None else
                   1 - block_fraction.sum() / max(samples.blocks.usable_fraction.sum(), 1e-300))
-        if self.n_points == 'auto':
-            if (extended is not None and extended.largest_object > _LARGE_OBJECT
-                    and not extended.crowded and not extended.sky_light.any()):
-                config = _large_object_config(points, values, usable_fraction, samples.shape,
-                                              config, outlier_cutoff)
-            else:
-                if masked <= _AUTO_MAX_MASKED:
-                    config = _auto_points_config(points, values, usable_fraction,
-                                                 samples.shape, config, outlier_cutoff)
-                if config.n_points == _AUTO_POINTS[0]:
-                    config = dataclasses.replace(config, epochs=0)
+        large_object = (extended is not None and extended.largest_object > _LARGE_OBJECT
+                        and not extended.crowded and not extended.sky_light.any())
+        if self.n_points == 'auto' and large_object:
+            config = _large_object_config(points, values, usable_fraction, samples.shape,
+                                          config, outlier_cutoff)
+        elif self.n_points == 'auto' and masked <= _AUTO_MAX_MASKED:
+            config = _auto_points_config(points, values, usable_fraction, samples.shape,
+                                         config, outlier_cutoff)
         if config.n_points != self.config.n_points:
             initial_values = None
         model = fit_spline(points, values, usable_fraction, samples.shape, config,

@@ -694,6 +694,19 @@ _CONSTANTS_SPEC = (_spec(None), _spec(None, dtype=tf.float64), _spec(None, dtype
                    _spec(), _spec())
 
 
+def _initial_state(centers, control_values, learning_rate):
+    """
+    The optimizer's state (`_STATE_SPEC`) before its first step. The best
+    monitored loss starts at the largest float (infinity would make the
+    relative improvement test NaN): the first step evaluates the
+    initialization and keeps it as the best so far.
+    """
+    dtype = _OPTIMIZER_DTYPE
+    return (centers, control_values, *[tf.zeros_like(centers)] * 2,
+            *[tf.zeros_like(control_values)] * 2, tf.constant(dtype.max, dtype), centers,
+            control_values, tf.zeros(3, dtype), tf.constant(learning_rate, dtype))
+
+
 @functools.lru_cache(maxsize=None)
 def _compiled_chunk(loss, order, batch_size):
     """
@@ -790,28 +803,21 @@ def _run_once(key):
     step. Best effort: should it fail, the fit compiles the program itself
     and reports what goes wrong.
     """
-    try:
-        _run_program_once(key)
-    except Exception:  # noqa: BLE001 (the fit's own call raises it, with context)
-        pass
-
-
-def _run_program_once(key):
-    run_chunk = _compiled_chunk(*key)
     dtype = _OPTIMIZER_DTYPE
     n_points, n_samples = 4, max(8, key[2] or 8)
-    centers = tf.random.stateless_uniform((n_points, 2), seed=(0, 0), dtype=dtype)
-    values = tf.zeros((n_points, 1), dtype)
-    samples = (tf.random.stateless_uniform((n_samples, 2), seed=(0, 1), dtype=dtype),
-               tf.zeros((n_samples, 1), dtype), tf.ones(n_samples, dtype))
-    constants = (tf.ones(1, dtype), tf.zeros(1, tf.float64), tf.ones(1, tf.float64),
-                 tf.constant(0.0, dtype), tf.constant(0.0, dtype))
-    state = (centers, values, *[tf.zeros_like(centers)] * 2, *[tf.zeros_like(values)] * 2,
-             tf.constant(dtype.max, dtype), centers, values, tf.zeros(3, dtype),
-             tf.constant(1e-3, dtype))
-    with _without_graph_rewrites():
-        run_chunk(*state, *samples, *samples, *constants, tf.constant(0, tf.int32),
-                  tf.constant(1), tf.constant(1.0, dtype), tf.constant(1.0, dtype))
+    try:
+        run_chunk = _compiled_chunk(*key)
+        centers = tf.random.stateless_uniform((n_points, 2), seed=(0, 0), dtype=dtype)
+        samples = (tf.random.stateless_uniform((n_samples, 2), seed=(0, 1), dtype=dtype),
+                   tf.zeros((n_samples, 1), dtype), tf.ones(n_samples, dtype))
+        constants = (tf.ones(1, dtype), tf.zeros(1, tf.float64), tf.ones(1, tf.float64),
+                     tf.constant(0.0, dtype), tf.constant(0.0, dtype))
+        with _without_graph_rewrites():
+            run_chunk(*_initial_state(centers, tf.zeros((n_points, 1), dtype), 1e-3),
+                      *samples, *samples, *constants, tf.constant(0, tf.int32),
+                      tf.constant(1), tf.constant(1.0, dtype), tf.constant(1.0, dtype))
+    except Exception:  # noqa: BLE001 (the fit's own call raises it, with context)
+        pass
 
 
 def compile_optimizer_in_background(config, n_train):
@@ -826,16 +832,18 @@ def compile_optimizer_in_background(config, n_train):
     with _COMPILING_LOCK:
         if key in _COMPILING:
             return
+        # Started under the lock: a fit in another thread may join it at once.
         thread = _COMPILING[key] = threading.Thread(target=_run_once, args=(key,), daemon=True,
                                                     name='astrobgopt-compile')
-    thread.start()
+        thread.start()
 
 
 def _compiled_optimizer(config, n_train):
     """`_compiled_chunk` for the fit, once any background compilation of it is done."""
     key = _optimizer_key(config, n_train)
-    compile_optimizer_in_background(config, n_train)
-    _COMPILING[key].join()
+    compiling = _COMPILING.get(key)
+    if compiling is not None:
+        compiling.join()
     return _compiled_chunk(*key)
 
 
@@ -979,12 +987,7 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
             for rows in (train, held if held.any() else train)]
         centers = tf.constant(initial / length_scale, dtype)
         control_values = tf.constant(control, dtype)
-        # The best monitored loss starts at the largest float (infinity would
-        # make the relative improvement test NaN): the first step evaluates
-        # the initialization and keeps it as the best so far.
-        state = (centers, control_values, *[tf.zeros_like(centers)] * 2,
-                 *[tf.zeros_like(control_values)] * 2, tf.constant(dtype.max, dtype), centers,
-                 control_values, tf.zeros(3, dtype), tf.constant(config.learning_rate, dtype))
+        state = _initial_state(centers, control_values, config.learning_rate)
         fixed = (*train_samples, *monitor_samples, *constants, tf.constant(config.seed, tf.int32))
         patience = tf.constant(config.patience, dtype)
         plateau_patience = tf.constant(config.plateau_patience, dtype)

@@ -1,4 +1,9 @@
 """The spline fit: configuration, initialization, losses and the Adam loop."""
+import ast
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -312,11 +317,6 @@ def test_a_program_compiled_in_the_background_fits_alike_and_its_thread_ends():
     # In a fresh process, so that the program is compiled there, in a thread,
     # while the fit's initialization runs; the fit waits for it, and no
     # thread outlives the fit (a pool forked afterwards would copy it).
-    import ast
-    import os
-    import subprocess
-    import sys
-
     script = _BACKGROUND_COMPILE_SCRIPT.format(tests=os.path.dirname(__file__))
     run = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
                          timeout=300, check=True)
