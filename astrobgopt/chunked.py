@@ -46,17 +46,20 @@ def join_tiles(tiles):
     One `BlockSamples` from those of a grid of tiles of whole blocks, given
     as rows of ``(top, left, samples)``.
     """
-    def joined(attribute, axis):
-        return np.concatenate([np.concatenate([getattr(samples, attribute)
-                                               for _, _, samples in row], axis=1)
-                               for row in tiles], axis=axis)
+    def joined(part):
+        return np.concatenate([np.concatenate([part(samples) for _, _, samples in row], axis=1)
+                               for row in tiles])
 
     first_row = tiles[0]
-    return BlockSamples(joined('values', 0), joined('usable_fraction', 0),
+    first = first_row[0][2]
+    return BlockSamples(joined(lambda samples: samples.values),
+                        joined(lambda samples: samples.usable_fraction),
                         np.concatenate([left + samples.x for _, left, samples in first_row]),
                         np.concatenate([top + samples.y for top, _, samples in
                                         (row[0] for row in tiles)]),
-                        first_row[0][2].factor)
+                        first.factor,
+                        None if first.widths is None else
+                        tuple(joined(lambda samples: samples.widths[side]) for side in range(2)))
 
 
 def block_samples(image, usable_fraction, factor, *, func='median'):
@@ -190,9 +193,8 @@ def fit_chunked(estimator, data, *, mask=None, scheduler=None):
     masks = [None] * len(bands) if mask is None else mask.to_delayed().ravel()
     sampled = dask.compute(*[dask.delayed(_band_samples)(band, band_mask, estimator, factor)
                              for band, band_mask in zip(bands, masks)], scheduler=scheduler)
-    samples = _fit_samples(join_tiles([[(top, 0, band)] for top, band in
-                                       zip(range(0, shape[0], rows), sampled)]), shape,
-                           time.perf_counter() - start)
+    blocks = join_tiles([[(top, 0, band)] for top, band in zip(range(0, shape[0], rows), sampled)])
+    samples = _fit_samples(blocks.crowding_corrected(), shape, time.perf_counter() - start)
     model = estimator.fit(samples)
     return ChunkedBackgroundResult(model=model, data=data, mask=mask, samples=samples,
                                    estimator=estimator, scheduler=scheduler)

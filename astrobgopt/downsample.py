@@ -8,6 +8,11 @@ fraction that of the block's pixels (fractionally masked pixels counting
 fractionally). Blocks at the right
 and top edges may be partial; their sample sits at the centre of the pixels
 they cover.
+
+In a crowded star field every block holds the light of faint stars, which
+lifts its median above the sky; `BlockSamples.crowding_corrected` lowers the
+blocks by that bias, measured from how much wider each block's distribution
+is above its median than below.
 """
 
 import math
@@ -17,7 +22,8 @@ import numpy as np
 from ._choices import DOWNSCALE_FUNCTIONS
 
 __all__ = ['BlockSamples', 'block_reduce_masked', 'lower_width', 'nan_percentiles',
-           'pixel_blocks', 'BLOCK_NOISE_FACTOR', 'DOWNSCALE_FUNCTIONS']
+           'pixel_blocks', 'BLOCK_NOISE_FACTOR', 'CROWDING_FULL', 'CROWDING_MIN_PIXELS',
+           'CROWDING_ONSET', 'DOWNSCALE_FUNCTIONS']
 
 
 class BlockSamples:
@@ -36,14 +42,21 @@ class BlockSamples:
         rows).
     factor : int
         Block size in pixels.
+    widths : tuple of `~numpy.ndarray` or None
+        ``(lower, upper)``, each of shape (ny, nx, n_channels): the spread
+        of each block's pixels below its median (median minus 15.87th
+        percentile) and above it (84.13th percentile minus median), both
+        the Gaussian sigma for pure noise; None for the 'mean' statistic
+        and for blocks of one pixel.
     """
 
-    def __init__(self, values, usable_fraction, x, y, factor):
+    def __init__(self, values, usable_fraction, x, y, factor, widths=None):
         self.values = values
         self.usable_fraction = usable_fraction
         self.x = x
         self.y = y
         self.factor = factor
+        self.widths = widths
 
     @property
     def shape(self):
@@ -79,7 +92,52 @@ class BlockSamples:
 
     def with_values(self, values):
         """The same blocks with other ``values`` (e.g. stretched), shape (ny, nx, k)."""
-        return BlockSamples(values, self.usable_fraction, self.x, self.y, self.factor)
+        return BlockSamples(values, self.usable_fraction, self.x, self.y, self.factor,
+                            self.widths)
+
+    @property
+    def crowding(self):
+        """
+        How crowded the image is, per channel: the median over the usable
+        blocks of the excess of their upper width over their lower width
+        (see ``widths``), in units of the lower width. About 0 for noise
+        and a few stars, 0.1 for a globular cluster's field, 1 for a dense
+        Milky Way field; NaN without ``widths`` and for blocks of fewer than
+        `CROWDING_MIN_PIXELS` pixels, whose few order statistics cannot
+        tell a skew from noise and ties.
+        """
+        n_channels = self.values.shape[2]
+        if (self.widths is None or self.factor ** 2 < CROWDING_MIN_PIXELS
+                or not np.any(self.usable_fraction > 0)):
+            return np.full(n_channels, np.nan)
+        lower, upper = (width[self.usable_fraction > 0] for width in self.widths)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            return np.nanmedian(np.where(lower > 0, (upper - lower) / lower, np.nan), axis=0)
+
+    def crowding_corrected(self):
+        """
+        The blocks, each lowered by the light of the faint stars it holds in
+        a crowded field.
+
+        Faint stars only add light: the block's distribution stretches
+        upward and its median rises above the sky, by about the excess of
+        its upper width over its lower width (``widths``). Each block is
+        lowered by that excess times a weight that grows with the image's
+        `crowding`, from 0 at `CROWDING_ONSET` to 1 at `CROWDING_FULL`, so
+        that frames of few stars, where the excess is mostly noise, are left
+        as they are and no choice flips between similar frames. On the
+        milky_way scene (crowding 1.06) the error fell from 1.86 to 0.19
+        sigma; the lowering of 1 was the best of 0.75, 1, 1.25 and 1.5
+        there and at 0.003 to 0.1 stars per pixel (see the scenes page of
+        the docs).
+        """
+        weight = np.clip((self.crowding - CROWDING_ONSET) / (CROWDING_FULL - CROWDING_ONSET),
+                         0, 1)
+        weight = np.nan_to_num(weight, nan=0.0)
+        if not weight.any():
+            return self
+        lower, upper = self.widths
+        return self.with_values(self.values - weight * (upper - lower))
 
 
 # Pixels per strip of `block_reduce_masked` (about 4 million: 16 MB of float32).
@@ -107,8 +165,18 @@ def pixel_blocks(array, factor, fill):
     return blocks.reshape((ny, nx) + trailing + (factor * factor,))
 
 
-# Percentile one Gaussian sigma below the median.
+# Percentiles one Gaussian sigma below and above the median.
 GAUSSIAN_LOWER_PERCENTILE = 15.865525393145708
+GAUSSIAN_UPPER_PERCENTILE = 100 - GAUSSIAN_LOWER_PERCENTILE
+#: `BlockSamples.crowding_corrected` starts lowering the blocks at this
+#: crowding and lowers them fully from CROWDING_FULL. Over the scene suite,
+#: frames other than milky_way's (1.06) are at most 0.11 (globular_cluster).
+CROWDING_ONSET = 0.1
+CROWDING_FULL = 0.4
+#: Blocks of fewer pixels do not measure the crowding: on the 300 x 300
+#: frame of M13 (blocks of 9 integer-valued pixels, many tied) it read 0.35,
+#: and 0.53 once a smooth gradient broke the ties.
+CROWDING_MIN_PIXELS = 64
 # The 'clipped_mean' block statistic keeps the pixels within this many
 # lower-side widths (`lower_width`) of the block's median.
 _CLIP_WIDTHS = 3.0
@@ -168,16 +236,15 @@ def lower_width(values):
     return median, median - low
 
 
-def _clipped_mean(values, weight):
+def _clipped_mean(values, weight, median, width):
     """
     Weighted mean over the last axis of the entries (NaN where unusable)
-    within `_CLIP_WIDTHS` lower-side widths of their median: nearly as
-    precise as the mean on pure noise, as robust as the median to stars.
-    One clipping step, for the cost of one partition
+    within `_CLIP_WIDTHS` lower-side widths ``width`` of their ``median``:
+    nearly as precise as the mean on pure noise, as robust as the median
+    to stars. One clipping step, for the cost of one partition
     (`astropy.stats.sigma_clip` iterates, and removes more of a crowded
     field's faint stars).
     """
-    median, width = lower_width(values)
     with np.errstate(invalid='ignore'):
         kept = np.abs(values - median[..., None]) <= _CLIP_WIDTHS * width[..., None]
     weight = np.where(kept, weight, 0)
@@ -187,7 +254,10 @@ def _clipped_mean(values, weight):
 
 
 def _reduce_strip(data, usable_fraction, factor, func):
-    """(values, usable fraction) of the blocks of a strip of whole block rows."""
+    """
+    (values, usable fraction, widths) of the blocks of a strip of whole
+    block rows (see `BlockSamples`).
+    """
     pixel_fraction = pixel_blocks(np.asarray(usable_fraction, dtype=np.float32), factor, 0.0)
     block_fraction = pixel_fraction.sum(axis=-1, dtype=np.float64) / factor**2
     pixel_values = pixel_blocks(data, factor, 0.0)
@@ -196,13 +266,17 @@ def _reduce_strip(data, usable_fraction, factor, func):
         usable = pixel_fraction > 0
         if not usable.all():
             pixel_values = np.where(usable, pixel_values, np.nan)
+        low, median, high = (percentile.astype(np.float64) for percentile in nan_percentiles(
+            pixel_values, (GAUSSIAN_LOWER_PERCENTILE, 50, GAUSSIAN_UPPER_PERCENTILE)))
+        widths = (median - low, high - median)
         if func == 'median':
-            return nan_percentiles(pixel_values, (50,))[0].astype(np.float64), block_fraction
-        return _clipped_mean(pixel_values, pixel_fraction), block_fraction
+            return median, block_fraction, widths
+        return (_clipped_mean(pixel_values, pixel_fraction, median, widths[0]), block_fraction,
+                widths)
     total = pixel_fraction.sum(axis=-1, dtype=np.float64)
     with np.errstate(invalid='ignore', divide='ignore'):
         weighted = np.where(pixel_fraction > 0, pixel_values, 0) * pixel_fraction
-        return weighted.sum(axis=-1, dtype=np.float64) / total, block_fraction
+        return weighted.sum(axis=-1, dtype=np.float64) / total, block_fraction, None
 
 
 def block_reduce_masked(data, usable_fraction, factor, *, func='median'):
@@ -238,6 +312,7 @@ def block_reduce_masked(data, usable_fraction, factor, *, func='median'):
     if data.ndim == 2:
         data = data[..., None]
     height, width = data.shape[:2]
+    widths = None
     if factor == 1:
         values = data.astype(np.float64, copy=True)
         values[usable_fraction <= 0] = np.nan
@@ -250,5 +325,9 @@ def block_reduce_masked(data, usable_fraction, factor, *, func='median'):
                                 factor, func) for start in range(0, height, rows)]
         values = np.concatenate([strip[0] for strip in strips])
         block_fraction = np.concatenate([strip[1] for strip in strips])
+        if strips[0][2] is not None:
+            widths = tuple(np.concatenate([strip[2][side] for strip in strips])
+                           for side in range(2))
     return BlockSamples(values, block_fraction,
-                        _block_centres(width, factor), _block_centres(height, factor), factor)
+                        _block_centres(width, factor), _block_centres(height, factor), factor,
+                        widths)

@@ -47,6 +47,11 @@ def test_block_samples_in_tiles_equal_whole_image(func, monkeypatch):
     np.testing.assert_array_equal(banded.usable_fraction, whole.usable_fraction)
     np.testing.assert_array_equal(banded.y, whole.y)
     np.testing.assert_array_equal(banded.x, whole.x)
+    if func == 'mean':
+        assert banded.widths is None and whole.widths is None
+    else:
+        for banded_width, whole_width in zip(banded.widths, whole.widths, strict=True):
+            np.testing.assert_array_equal(banded_width, whole_width)
 
 
 def test_dask_image_gives_the_in_memory_background(scene, estimator, in_memory):

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from astrobgopt.downsample import (BLOCK_NOISE_FACTOR, GAUSSIAN_LOWER_PERCENTILE,
-                                   block_reduce_masked, nan_percentiles)
+from astrobgopt.downsample import (BLOCK_NOISE_FACTOR, CROWDING_MIN_PIXELS,
+                                   GAUSSIAN_LOWER_PERCENTILE, block_reduce_masked,
+                                   nan_percentiles)
 
 
 def test_median_ignores_masked_pixels_and_handles_edges():
@@ -136,3 +137,52 @@ def test_pixel_rows_give_each_pixel_its_blocks_value():
     for start, stop in ((0, 23), (3, 4), (4, 16), (20, 23), (10, 15)):
         np.testing.assert_array_equal(samples.pixel_rows(block_map, start, stop, 31),
                                       full[start:stop])
+
+
+def _faint_star_light(rng, shape, density):
+    """Light of faint stars (3-pixel Gaussians, peaks 0.3 to 30 sigma), ``density`` per pixel."""
+    from scipy.ndimage import gaussian_filter
+
+    points = np.zeros(shape)
+    n_stars = int(density * points.size)
+    peaks = np.minimum(0.3 * (1 - rng.random(n_stars)) ** -1.5, 30)
+    np.add.at(points, (rng.integers(0, shape[0], n_stars), rng.integers(0, shape[1], n_stars)),
+              peaks * 2 * np.pi * 1.3 ** 2)
+    return gaussian_filter(points, 1.3)
+
+
+def test_crowding_tells_a_crowded_field_from_noise_and_few_stars():
+    rng = np.random.default_rng(5)
+    shape, factor = (600, 600), 12
+    usable = np.ones(shape, dtype=np.float32)
+    noise = rng.normal(size=shape)
+    few_stars = noise + _faint_star_light(rng, shape, 0.001)
+    crowded = noise + _faint_star_light(rng, shape, 0.05)
+    measured = {name: block_reduce_masked(image, usable, factor).crowding[0]
+                for name, image in (('noise', noise), ('few', few_stars),
+                                    ('crowded', crowded))}
+    assert abs(measured['noise']) < 0.03
+    assert measured['few'] < 0.1  # below CROWDING_ONSET: the blocks stay as they are
+    assert measured['crowded'] > 0.4  # CROWDING_FULL: lowered fully
+    # Blocks too small to measure a skew, or means, have none.
+    small = int(np.sqrt(CROWDING_MIN_PIXELS)) - 1
+    assert np.isnan(block_reduce_masked(crowded, usable, small).crowding[0])
+    assert np.isnan(block_reduce_masked(crowded, usable, factor, func='mean').crowding[0])
+
+
+def test_crowding_correction_removes_most_of_the_faint_stars_bias():
+    rng = np.random.default_rng(6)
+    shape, factor = (600, 900), 12
+    usable = np.ones(shape, dtype=np.float32)
+    sky = 10.0
+    crowded = sky + rng.normal(size=shape) + _faint_star_light(rng, shape, 0.05)
+    blocks = block_reduce_masked(crowded, usable, factor)
+    corrected = blocks.crowding_corrected()
+    bias = np.median(blocks.values) - sky
+    corrected_bias = np.median(corrected.values) - sky
+    assert bias > 0.5  # the faint stars lift the medians
+    assert abs(corrected_bias) < bias / 4
+    # A frame of few stars is left as it is.
+    few = block_reduce_masked(sky + rng.normal(size=shape) + _faint_star_light(rng, shape, 0.001),
+                              usable, factor)
+    assert few.crowding_corrected() is few
