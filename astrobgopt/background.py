@@ -110,68 +110,79 @@ def _check_threshold(name, level):
 
 def _held_out_losses(points, values, usable_fraction, shape, config, outlier_cutoff=None):
     """
-    Yield ``(n_points, loss)`` for each of `_AUTO_POINTS` in turn, while
-    enough blocks train it: the held-out loss of a fit with that many
-    control points (robust initialization only). Residuals count at most
-    `_AUTO_LOSS_CAP`, scaled where a sample's ``outlier_cutoff`` (see
+    Yield ``(n_points, loss, design)`` for each of `_AUTO_POINTS` in turn,
+    while enough blocks train it: the held-out loss of a fit with that many
+    control points (robust initialization only), and the
+    `~astrobgopt.optimize.SplineDesign` of all the samples for them, which
+    the final fit reuses. Residuals count at most `_AUTO_LOSS_CAP`, scaled
+    where a sample's ``outlier_cutoff`` (see
     `~astrobgopt.optimize.fit_spline`) is raised.
     """
-    from .optimize import fit_spline
+    from .optimize import fit_spline, initial_control_points, make_design
 
     held = np.random.default_rng(config.seed).random(len(points)) < _AUTO_HELD_OUT
     train_fraction = np.where(held, 0, usable_fraction)
     weight = np.sqrt(usable_fraction[held])[:, None]
     cap = _AUTO_LOSS_CAP * (1.0 if outlier_cutoff is None
                             else outlier_cutoff[held][:, None] / _choices.BIWEIGHT_CUTOFF)
-    noise = None
+    noise = model = None
     for n_points in _AUTO_POINTS:
         if np.count_nonzero(train_fraction > 0) < 4 * (n_points + 3):
             return
         trial = dataclasses.replace(config, n_points=n_points, epochs=0)
-        model = fit_spline(points, values, train_fraction, shape, trial,
-                           outlier_cutoff=outlier_cutoff, progress=False)
+        # Each trial starts from the previous one's surface, which only
+        # needs polishing: a third of the reweighted solves of a fresh start.
+        start = None if model is None else model.evaluate(initial_control_points(shape, trial))
+        design = make_design(points, shape, trial)
+        model = fit_spline(points, values, train_fraction, shape, trial, design=design,
+                           initial_values=start, outlier_cutoff=outlier_cutoff, progress=False)
         noise = model.noise_sigma if noise is None else noise
         residual = (values[held] - model.evaluate(points[held])) * weight / noise
-        yield n_points, float(np.mean(np.minimum(residual ** 2, cap ** 2)))
+        yield n_points, float(np.mean(np.minimum(residual ** 2, cap ** 2))), design
 
 
 def _auto_points_config(points, values, usable_fraction, shape, config, outlier_cutoff=None):
     """
-    ``config`` with the number of control points of ``n_points='auto'``:
-    the first of `_AUTO_POINTS` whose doubling does not lower the held-out
-    loss (`_held_out_losses`) by more than `_AUTO_POINTS_GAIN`; with the
-    fewest, no optimizer steps.
+    ``(config, design)``: ``config`` with the number of control points of
+    ``n_points='auto'``, the first of `_AUTO_POINTS` whose doubling does not
+    lower the held-out loss (`_held_out_losses`) by more than
+    `_AUTO_POINTS_GAIN` (with the fewest, no optimizer steps), and its
+    design (None where no count was tried).
     """
     from .optimize import compile_optimizer_in_background
 
-    chosen, chosen_loss = config.n_points, None
-    for n_points, loss in _held_out_losses(points, values, usable_fraction, shape, config,
-                                           outlier_cutoff):
+    chosen, chosen_loss, chosen_design = config.n_points, None, None
+    for n_points, loss, design in _held_out_losses(points, values, usable_fraction, shape,
+                                                   config, outlier_cutoff):
         if chosen_loss is not None and loss > (1 - _AUTO_POINTS_GAIN) * chosen_loss:
             break
-        chosen, chosen_loss = n_points, loss
+        chosen, chosen_loss, chosen_design = n_points, loss, design
         if chosen > _AUTO_POINTS[0] and config.epochs > 0:
             # More than 16 points: the fit will run the optimizer, whose
             # program compiles meanwhile on a first call.
             compile_optimizer_in_background(config, len(points))
-    return dataclasses.replace(config, n_points=chosen,
-                               epochs=0 if chosen == _AUTO_POINTS[0] else config.epochs)
+    return (dataclasses.replace(config, n_points=chosen,
+                                epochs=0 if chosen == _AUTO_POINTS[0] else config.epochs),
+            chosen_design)
 
 
 def _large_object_config(points, values, usable_fraction, shape, config, outlier_cutoff=None):
     """
-    ``config`` for a frame with a large bright object: the robust
+    ``(config, design)`` for a frame with a large bright object: the robust
     initialization alone, smoothing at least `_LARGE_OBJECT_SMOOTHING`,
     with 16 control points, or 32 where the sky has more structure than 16
     follow (32 lower the held-out loss of `_held_out_losses` below
-    `_LARGE_OBJECT_STRUCTURE` times 16's).
+    `_LARGE_OBJECT_STRUCTURE` times 16's); the design is None where the
+    blocks were too few to try.
     """
-    losses = dict(itertools.islice(
-        _held_out_losses(points, values, usable_fraction, shape, config, outlier_cutoff), 2))
-    structured = len(losses) == 2 and losses[32] < _LARGE_OBJECT_STRUCTURE * losses[16]
+    trials = {n_points: (loss, design) for n_points, loss, design in itertools.islice(
+        _held_out_losses(points, values, usable_fraction, shape, config, outlier_cutoff), 2)}
+    structured = len(trials) == 2 and trials[32][0] < _LARGE_OBJECT_STRUCTURE * trials[16][0]
     n_points = 32 if structured else 16
-    return dataclasses.replace(config, n_points=n_points, epochs=0,
-                               smoothing=max(config.smoothing, _LARGE_OBJECT_SMOOTHING[n_points]))
+    return (dataclasses.replace(config, n_points=n_points, epochs=0,
+                                smoothing=max(config.smoothing,
+                                              _LARGE_OBJECT_SMOOTHING[n_points])),
+            trials.get(n_points, (None, None))[1])
 
 
 @insert_fit_parameter_docs(*_FIT_PARAMETERS)
@@ -544,22 +555,22 @@ class SplineOptBackground:
 
         start = time.perf_counter()
         points, values, usable_fraction = samples.arrays(block_fraction)
-        config = self.config
+        config, design = self.config, None
         masked = (0.0 if block_fraction is None else
                   1 - block_fraction.sum() / max(samples.blocks.usable_fraction.sum(), 1e-300))
         large_object = (extended is not None and extended.largest_object > _LARGE_OBJECT
                         and not extended.crowded and not extended.sky_light.any())
         if self.n_points == 'auto' and large_object:
-            config = _large_object_config(points, values, usable_fraction, samples.shape,
-                                          config, outlier_cutoff)
+            config, design = _large_object_config(points, values, usable_fraction,
+                                                  samples.shape, config, outlier_cutoff)
         elif self.n_points == 'auto' and masked <= _AUTO_MAX_MASKED:
-            config = _auto_points_config(points, values, usable_fraction, samples.shape,
-                                         config, outlier_cutoff)
+            config, design = _auto_points_config(points, values, usable_fraction,
+                                                 samples.shape, config, outlier_cutoff)
         if config.n_points != self.config.n_points:
             initial_values = None
         model = fit_spline(points, values, usable_fraction, samples.shape, config,
-                           initial_values=initial_values, outlier_cutoff=outlier_cutoff,
-                           progress=self.progress)
+                           design=design, initial_values=initial_values,
+                           outlier_cutoff=outlier_cutoff, progress=self.progress)
         samples.timings['fit'] = time.perf_counter() - start
         return model, samples.timings, block_fraction
 
