@@ -8,6 +8,7 @@ import itertools
 import math
 import time
 from numbers import Real
+from typing import NamedTuple
 
 import numpy as np
 from astropy.units import Quantity
@@ -108,14 +109,25 @@ def _check_threshold(name, level):
         raise ValueError(f'{name} must be a number, not NaN; leave it None for no threshold')
 
 
+class _Trial(NamedTuple):
+    """
+    A trial fit of `_held_out_losses`: its number of control points, its
+    held-out loss, the `~astrobgopt.optimize.SplineDesign` of all the
+    samples for them and its control values, which the final fit reuses.
+    """
+
+    n_points: int
+    loss: float
+    design: object
+    control_values: np.ndarray
+
+
 def _held_out_losses(points, values, usable_fraction, shape, config, outlier_cutoff=None):
     """
-    Yield ``(n_points, loss, design)`` for each of `_AUTO_POINTS` in turn,
-    while enough blocks train it: the held-out loss of a fit with that many
-    control points (robust initialization only), and the
-    `~astrobgopt.optimize.SplineDesign` of all the samples for them, which
-    the final fit reuses. Residuals count at most `_AUTO_LOSS_CAP`, scaled
-    where a sample's ``outlier_cutoff`` (see
+    Yield a `_Trial` for each of `_AUTO_POINTS` in turn, while enough
+    blocks train it: the held-out loss of a fit with that many control
+    points (robust initialization only). Residuals count at most
+    `_AUTO_LOSS_CAP`, scaled where a sample's ``outlier_cutoff`` (see
     `~astrobgopt.optimize.fit_spline`) is raised.
     """
     from .optimize import fit_spline, initial_control_points, make_design
@@ -138,32 +150,35 @@ def _held_out_losses(points, values, usable_fraction, shape, config, outlier_cut
                            initial_values=start, outlier_cutoff=outlier_cutoff, progress=False)
         noise = model.noise_sigma if noise is None else noise
         residual = (values[held] - model.evaluate(points[held])) * weight / noise
-        yield n_points, float(np.mean(np.minimum(residual ** 2, cap ** 2))), design
+        yield _Trial(n_points, float(np.mean(np.minimum(residual ** 2, cap ** 2))), design,
+                     model.control_values)
 
 
 def _auto_points_config(points, values, usable_fraction, shape, config, outlier_cutoff=None):
     """
-    ``(config, design)``: ``config`` with the number of control points of
+    ``(config, trial)``: ``config`` with the number of control points of
     ``n_points='auto'``, the first of `_AUTO_POINTS` whose doubling does not
     lower the held-out loss (`_held_out_losses`) by more than
     `_AUTO_POINTS_GAIN` (with the fewest, no optimizer steps), and its
-    design (None where no count was tried).
+    `_Trial` (None where no count was tried).
     """
     from .optimize import compile_optimizer_in_background
 
-    chosen, chosen_loss, chosen_design = config.n_points, None, None
-    for n_points, loss, design in _held_out_losses(points, values, usable_fraction, shape,
-                                                   config, outlier_cutoff):
-        if chosen_loss is not None and loss > (1 - _AUTO_POINTS_GAIN) * chosen_loss:
+    chosen = None
+    for trial in _held_out_losses(points, values, usable_fraction, shape, config,
+                                  outlier_cutoff):
+        if chosen is not None and trial.loss > (1 - _AUTO_POINTS_GAIN) * chosen.loss:
             break
-        chosen, chosen_loss, chosen_design = n_points, loss, design
-        if chosen > _AUTO_POINTS[0] and config.epochs > 0:
+        chosen = trial
+        if chosen.n_points > _AUTO_POINTS[0] and config.epochs > 0:
             # More than 16 points: the fit will run the optimizer, whose
             # program compiles meanwhile on a first call.
             compile_optimizer_in_background(config, len(points))
-    return (dataclasses.replace(config, n_points=chosen,
-                                epochs=0 if chosen == _AUTO_POINTS[0] else config.epochs),
-            chosen_design)
+    if chosen is None:
+        return config, None
+    return (dataclasses.replace(config, n_points=chosen.n_points,
+                                epochs=0 if chosen.n_points == _AUTO_POINTS[0] else config.epochs),
+            chosen)
 
 
 def _large_object_config(points, values, usable_fraction, shape, config, outlier_cutoff=None):
@@ -172,17 +187,18 @@ def _large_object_config(points, values, usable_fraction, shape, config, outlier
     initialization alone, smoothing at least `_LARGE_OBJECT_SMOOTHING`,
     with 16 control points, or 32 where the sky has more structure than 16
     follow (32 lower the held-out loss of `_held_out_losses` below
-    `_LARGE_OBJECT_STRUCTURE` times 16's); the design is None where the
-    blocks were too few to try.
+    `_LARGE_OBJECT_STRUCTURE` times 16's), and the design of that count
+    (None where the blocks were too few to try it). The trial's values are
+    not reused: the stiffer fit starts afresh.
     """
-    trials = {n_points: (loss, design) for n_points, loss, design in itertools.islice(
+    trials = {trial.n_points: trial for trial in itertools.islice(
         _held_out_losses(points, values, usable_fraction, shape, config, outlier_cutoff), 2)}
-    structured = len(trials) == 2 and trials[32][0] < _LARGE_OBJECT_STRUCTURE * trials[16][0]
+    structured = len(trials) == 2 and trials[32].loss < _LARGE_OBJECT_STRUCTURE * trials[16].loss
     n_points = 32 if structured else 16
     return (dataclasses.replace(config, n_points=n_points, epochs=0,
                                 smoothing=max(config.smoothing,
                                               _LARGE_OBJECT_SMOOTHING[n_points])),
-            trials.get(n_points, (None, None))[1])
+            trials[n_points].design if n_points in trials else None)
 
 
 @insert_fit_parameter_docs(*_FIT_PARAMETERS)
@@ -555,7 +571,7 @@ class SplineOptBackground:
 
         start = time.perf_counter()
         points, values, usable_fraction = samples.arrays(block_fraction)
-        config, design = self.config, None
+        config, design, trial = self.config, None, None
         masked = (0.0 if block_fraction is None else
                   1 - block_fraction.sum() / max(samples.blocks.usable_fraction.sum(), 1e-300))
         large_object = (extended is not None and extended.largest_object > _LARGE_OBJECT
@@ -564,10 +580,13 @@ class SplineOptBackground:
             config, design = _large_object_config(points, values, usable_fraction,
                                                   samples.shape, config, outlier_cutoff)
         elif self.n_points == 'auto' and masked <= _AUTO_MAX_MASKED:
-            config, design = _auto_points_config(points, values, usable_fraction,
-                                                 samples.shape, config, outlier_cutoff)
-        if config.n_points != self.config.n_points:
-            initial_values = None
+            config, trial = _auto_points_config(points, values, usable_fraction,
+                                                samples.shape, config, outlier_cutoff)
+        if trial is not None:
+            # The chosen trial's values only need polishing.
+            design, initial_values = trial.design, trial.control_values
+        elif config.n_points != self.config.n_points:
+            initial_values = None  # the masking's values are of other control points
         model = fit_spline(points, values, usable_fraction, samples.shape, config,
                            design=design, initial_values=initial_values,
                            outlier_cutoff=outlier_cutoff, progress=self.progress)
