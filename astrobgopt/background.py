@@ -549,6 +549,20 @@ class SplineOptBackground:
         samples.timings.update(timings)
         return model
 
+    def _mask_extended(self, samples, config):
+        """
+        The extended-object masking of the block samples with ``config``'s
+        control points: the `~astrobgopt.extended.ExtendedMask`, the blocks'
+        usable fraction without the objects and each sample's outlier
+        cut-off (raised in sky light).
+        """
+        extended = mask_extended_objects(samples.blocks, samples.shape, config,
+                                         downscale_func=self.downscale_func)
+        outlier_cutoff = samples.per_sample(
+            sky_light_cutoff(extended.sky_light, samples.blocks.factor, self.downscale_func),
+            extended.usable_fraction, extra_value=_choices.BIWEIGHT_CUTOFF)
+        return extended, extended.usable_fraction, outlier_cutoff
+
     def _fit(self, samples):
         """
         `fit`'s work, in this process: the model, the samples' timings and
@@ -560,13 +574,8 @@ class SplineOptBackground:
         start = time.perf_counter()
         block_fraction = initial_values = outlier_cutoff = extended = None
         if self.mask_extended and samples.include_blocks:
-            extended = mask_extended_objects(samples.blocks, samples.shape, self.config,
-                                             downscale_func=self.downscale_func)
-            block_fraction, initial_values = extended.usable_fraction, extended.control_values
-            outlier_cutoff = samples.per_sample(
-                sky_light_cutoff(extended.sky_light, samples.blocks.factor,
-                                 self.downscale_func),
-                block_fraction, extra_value=_choices.BIWEIGHT_CUTOFF)
+            extended, block_fraction, outlier_cutoff = self._mask_extended(samples, self.config)
+            initial_values = extended.control_values
         samples.timings['extended_mask'] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -582,7 +591,15 @@ class SplineOptBackground:
         elif self.n_points == 'auto' and masked <= _AUTO_MAX_MASKED:
             config, trial = _auto_points_config(points, values, usable_fraction,
                                                 samples.shape, config, outlier_cutoff)
-        if trial is not None:
+        if (trial is not None and trial.n_points > self.config.n_points and masked > 0
+                and not extended.sky_light.any()):
+            # The sky needs more points than the masking had, and no sky
+            # light explains what they could not follow: what it masked may
+            # be sky structure. Judged again with the chosen points.
+            extended, block_fraction, outlier_cutoff = self._mask_extended(samples, config)
+            points, values, usable_fraction = samples.arrays(block_fraction)
+            initial_values = extended.control_values
+        elif trial is not None:
             # The chosen trial's values only need polishing.
             design, initial_values = trial.design, trial.control_values
         elif config.n_points != self.config.n_points:
