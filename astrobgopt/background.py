@@ -504,8 +504,11 @@ class SplineOptBackground:
         the count doubled while that lowers the held-out loss (the mean
         squared residual in noise units, capped at 3) by more than 5 %. A
         fit of 16 points chosen so is the robust initialization alone, with
-        no optimizer steps. The seconds of these stages are added to
-        ``samples.timings``, and the blocks' usable fraction as the fit used it is
+        no optimizer steps; where more than 32 are chosen, the masking took
+        something and found no sky light, the masking is done again with
+        the chosen points (what 32 could not follow may be sky structure).
+        The seconds of these stages are added to ``samples.timings``, and
+        the blocks' usable fraction as the fit used it is
         ``samples.fitted_fraction`` (the result's ``background_rms`` leaves
         out what the fit left out).
 
