@@ -130,7 +130,7 @@ def _held_out_losses(points, values, usable_fraction, shape, config, outlier_cut
     `_AUTO_LOSS_CAP`, scaled where a sample's ``outlier_cutoff`` (see
     `~astrobgopt.optimize.fit_spline`) is raised.
     """
-    from .optimize import fit_spline, initial_control_points, make_design
+    from .optimize import fit_spline, make_design
 
     held = np.random.default_rng(config.seed).random(len(points)) < _AUTO_HELD_OUT
     train_fraction = np.where(held, 0, usable_fraction)
@@ -142,10 +142,10 @@ def _held_out_losses(points, values, usable_fraction, shape, config, outlier_cut
         if np.count_nonzero(train_fraction > 0) < 4 * (n_points + 3):
             return
         trial = dataclasses.replace(config, n_points=n_points, epochs=0)
+        design = make_design(points, shape, trial)
         # Each trial starts from the previous one's surface, which only
         # needs polishing: a third of the reweighted solves of a fresh start.
-        start = None if model is None else model.evaluate(initial_control_points(shape, trial))
-        design = make_design(points, shape, trial)
+        start = None if model is None else model.evaluate(design.initial_control_points)
         model = fit_spline(points, values, train_fraction, shape, trial, design=design,
                            initial_values=start, outlier_cutoff=outlier_cutoff, progress=False)
         noise = model.noise_sigma if noise is None else noise
