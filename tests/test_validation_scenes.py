@@ -128,6 +128,17 @@ def test_make_scene_rejects_an_unknown_name():
         make_scene('andromeda')
 
 
+def test_light_pollution_scales_the_sky_light_only():
+    from astrobgopt.datasets import make_light_pollution_sky
+
+    base = make_light_pollution_sky((60, 90), seed=1).background
+    strong = make_light_pollution_sky((60, 90), seed=1, light_pollution=3).background
+    none = make_light_pollution_sky((60, 90), seed=1, light_pollution=0).background
+    # Background = (pedestal + scale * light) * vignetting: the light triples.
+    np.testing.assert_allclose(strong - none, 3 * (base - none), rtol=1e-5, atol=1e-7)
+    assert np.ptp(strong - none) > 0
+
+
 def test_m13_is_real_data_without_truth():
     scene = load_m13_scene()
     assert scene.data.shape == (300, 300) and scene.data.dtype == np.float64
