@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ._checks import check_non_negative
 from ._choices import INITIALIZERS, LOSSES, MIN_CONTROL_POINTS, SUPPORTED_ORDERS
 from ._docs import insert_fit_parameter_docs
 
@@ -79,9 +80,7 @@ class FitConfig:
         if self.loss not in LOSSES:
             raise ValueError(f'loss must be one of {LOSSES}; got {self.loss!r}')
         for name in ('alpha', 'smoothing'):
-            if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f'{name} must be a finite number >= 0; '
-                                 f'got {getattr(self, name)!r}')
+            check_non_negative(getattr(self, name), name)
         if not 0 <= self.validation_fraction <= 0.5:
             raise ValueError(f'validation_fraction must lie in [0, 0.5]; '
                              f'got {self.validation_fraction!r}')

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import check_non_negative, check_shape
+
 __all__ = ['SimulatedSky', 'make_light_pollution_sky']
 
 
@@ -46,11 +48,16 @@ class SimulatedSky:
         return self.nebula > level * self.nebula.max()
 
 
+def _star_half_width(fwhm):
+    """Half the side of the square a Gaussian star of ``fwhm`` is rendered in (4 sigma)."""
+    return int(np.ceil(4 * fwhm / 2.3548))
+
+
 def _add_stars(canvas, rng, n_stars, noise_sigma, fwhm):
     """Render Gaussian stars with a power-law brightness distribution."""
     height, width = canvas.shape
     sigma = fwhm / 2.3548
-    half = int(np.ceil(4 * sigma))
+    half = _star_half_width(fwhm)
     offsets = np.arange(-half, half + 1)
     # Peak amplitudes from 3 sigma of noise up to saturation, most of them faint.
     peaks = noise_sigma * 3 * (1 - rng.random(n_stars)) ** (-1.5)
@@ -71,8 +78,10 @@ def make_light_pollution_sky(shape=(1000, 1500), *, noise_sigma=0.002, nebula_am
 
     Parameters
     ----------
-    shape : tuple of int, optional
-        Image shape (height, width).
+    shape : int or tuple of int, optional
+        Image shape (height, width); an int for a square. At least 2 pixels
+        a side, and room for a star (14 pixels at the default FWHM) unless
+        ``star_density`` is 0.
     noise_sigma : float, optional
         Standard deviation of the Gaussian pixel noise (data are in [0, 1]
         like a normalized linear image).
@@ -92,6 +101,14 @@ def make_light_pollution_sky(shape=(1000, 1500), *, noise_sigma=0.002, nebula_am
     -------
     sky : `SimulatedSky`
 
+    Raises
+    ------
+    TypeError
+        If an argument is not a number (``shape``: not ints).
+    ValueError
+        If a number is negative or not finite, ``star_fwhm`` is 0, or
+        ``shape`` is too small (see above).
+
     Notes
     -----
     The background is ``(pedestal + gradient + glow) * vignetting`` with a
@@ -102,7 +119,20 @@ def make_light_pollution_sky(shape=(1000, 1500), *, noise_sigma=0.002, nebula_am
     width at half maximum of about 30% of the frame width, so it covers about
     a quarter of the frame.
     """
-    height, width = shape
+    height, width = shape = check_shape(shape)
+    for name, value in (('noise_sigma', noise_sigma), ('nebula_amplitude', nebula_amplitude),
+                        ('star_density', star_density), ('star_fwhm', star_fwhm),
+                        ('light_pollution', light_pollution)):
+        check_non_negative(value, name)
+    if star_fwhm == 0:
+        raise ValueError('star_fwhm must be > 0')
+    n_stars = int(star_density * height * width)
+    smallest = 2 if n_stars == 0 else 2 * _star_half_width(star_fwhm) + 2
+    if min(shape) < smallest:
+        room = '' if n_stars == 0 else (f' (room for a star of FWHM {star_fwhm}; or '
+                                        'star_density=0)')
+        raise ValueError(f'shape {shape} is too small: it needs at least {smallest} pixels '
+                         f'a side{room}')
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     u, v = x / (width - 1), y / (height - 1)
@@ -125,7 +155,8 @@ def make_light_pollution_sky(shape=(1000, 1500), *, noise_sigma=0.002, nebula_am
     nebula = nebula.astype(np.float32)
 
     stars = np.zeros(shape, dtype=np.float32)
-    _add_stars(stars, rng, int(star_density * height * width), noise_sigma, star_fwhm)
+    if n_stars:
+        _add_stars(stars, rng, n_stars, noise_sigma, star_fwhm)
 
     noise = rng.normal(0.0, noise_sigma, size=shape).astype(np.float32)
     image = background + nebula + stars + noise

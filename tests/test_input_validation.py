@@ -142,7 +142,10 @@ def test_too_large_factor_names_the_largest_that_works():
     ({'threshold_max': '100'}, TypeError, 'threshold_max must be a number or a scalar Quantity'),
     ({'threshold_min': [1, 2]}, TypeError, 'threshold_min must be a number'),
     ({'threshold_min': True}, TypeError, 'threshold_min must be a number'),
-    ({'threshold_max': np.nan}, ValueError, 'not NaN')])
+    ({'threshold_max': np.nan}, ValueError, 'not NaN'),
+    ({'smoothing': np.nan}, ValueError, 'smoothing must be a finite number >= 0'),
+    ({'alpha': -1}, ValueError, 'alpha must be a finite number >= 0'),
+    ({'alpha': 'high'}, TypeError, 'alpha must be a number')])
 def test_bad_seed_and_thresholds_are_refused_on_creation(options, error, message):
     with pytest.raises(error, match=message):
         SplineOptBackground(**options)

@@ -139,6 +139,31 @@ def test_light_pollution_scales_the_sky_light_only():
     assert np.ptp(strong - none) > 0
 
 
+@pytest.mark.parametrize('options, error, message', [
+    ({'light_pollution': np.nan}, ValueError, 'light_pollution must be a finite number >= 0'),
+    ({'noise_sigma': -0.1}, ValueError, 'noise_sigma must be a finite number >= 0'),
+    ({'star_density': '5e-4'}, TypeError, 'star_density must be a number'),
+    ({'star_fwhm': 0}, ValueError, 'star_fwhm must be > 0'),
+    ({'shape': (2.5, 40)}, TypeError, 'shape must be a pair of ints'),
+    ({'shape': (1, 40), 'star_density': 0}, ValueError, 'at least 2 pixels a side$'),
+    ({'shape': (13, 40), 'star_density': 0.01}, ValueError, 'at least 14 pixels a side'),
+])
+def test_light_pollution_sky_refuses_bad_arguments(options, error, message):
+    from astrobgopt.datasets import make_light_pollution_sky
+
+    with pytest.raises(error, match=message):
+        make_light_pollution_sky(**options)
+
+
+@pytest.mark.parametrize('shape, star_density', [((2, 3), 0), ((8, 8), 5e-4), ((14, 40), 0.01)])
+def test_light_pollution_sky_smallest_frames(shape, star_density):
+    from astrobgopt.datasets import make_light_pollution_sky
+
+    sky = make_light_pollution_sky(shape, star_density=star_density)
+    assert sky.image.shape == shape and np.all(np.isfinite(sky.image))
+    assert (sky.stars.max() > 0) == (star_density * shape[0] * shape[1] >= 1)
+
+
 def test_m13_is_real_data_without_truth():
     scene = load_m13_scene()
     assert scene.data.shape == (300, 300) and scene.data.dtype == np.float64

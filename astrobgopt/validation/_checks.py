@@ -1,27 +1,13 @@
-"""Input checks shared by the validation kit (one place for each error message)."""
-
-import numbers
+"""
+Input checks shared by the validation kit (one place for each error message);
+the package-wide ones come from `astrobgopt._checks`.
+"""
 
 import numpy as np
 
 from ..masks import validate_mask
 
 __all__ = []
-
-
-def check_shape(shape):
-    """Return ``shape`` as a ``(ny, nx)`` tuple of positive ints or raise."""
-    if isinstance(shape, numbers.Integral):
-        shape = (shape, shape)
-    try:
-        shape = tuple(shape)
-    except TypeError:
-        raise TypeError(f'shape must be an int or a pair of ints, got {shape!r}') from None
-    if len(shape) != 2 or not all(isinstance(n, numbers.Integral) for n in shape):
-        raise TypeError(f'shape must be a pair of ints (ny, nx), got {shape!r}')
-    if min(shape) < 1:
-        raise ValueError(f'shape must be positive, got {shape!r}')
-    return int(shape[0]), int(shape[1])
 
 
 def as_image(data, name):
@@ -63,20 +49,3 @@ def check_widths(widths):
     if widths.min() < 1:
         raise ValueError(f'widths must be >= 1, got minimum {widths.min()}')
     return widths
-
-
-def check_non_negative(value, name):
-    """Return ``value`` as a float, raising ValueError if it is negative or not finite."""
-    value = float(value)
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f'{name} must be a finite number >= 0, got {value}')
-    return value
-
-
-def check_count(value, name, *, minimum=0):
-    """Return ``value`` as an int >= ``minimum`` or raise."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f'{name} must be an int, got {value!r}')
-    if value < minimum:
-        raise ValueError(f'{name} must be >= {minimum}, got {value}')
-    return int(value)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table
 
-from ._checks import as_image, as_mask, check_count, check_non_negative, check_same_shape
+from .._checks import check_count, check_non_negative
+from ._checks import as_image, as_mask, check_same_shape
 
 __all__ = ['BiasTestResult', 'bias_test']
 

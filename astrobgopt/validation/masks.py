@@ -17,7 +17,8 @@ from photutils.segmentation import detect_sources, detect_threshold, make_2dgaus
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy.ndimage import binary_dilation, median_filter
 
-from ._checks import as_image, as_mask, check_count, check_non_negative
+from .._checks import check_count, check_non_negative
+from ._checks import as_image, as_mask
 from .compare import notebook_estimators
 
 __all__ = ['ring_median_filter', 'ring_median_mask', 'dilate_mask', 'iterative_source_mask',

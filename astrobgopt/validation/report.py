@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .._startup import load_numerical_core
-from ._checks import check_shape
+from .._checks import check_shape
 from .compare import DEFAULT_WIDTHS, compare_backgrounds, default_estimators, notebook_estimators
 from .masks import notebook_source_mask
 from .plotting import plot_scene

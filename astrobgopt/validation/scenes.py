@@ -36,7 +36,7 @@ import dataclasses
 import numpy as np
 
 from ..datasets import make_light_pollution_sky
-from ._checks import check_shape
+from .._checks import check_shape
 from .scene import make_sinc_blemish_scene
 
 __all__ = ['Scene', 'SCENES', 'make_scene', 'load_m13_scene', 'OBJECT_LEVEL',

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 from astropy.table import Table
 
-from ._checks import check_count, check_non_negative, check_shape
+from .._checks import check_count, check_non_negative, check_shape
 
 __all__ = ['SincBlemishSky', 'make_sinc_blemish_sky']
 

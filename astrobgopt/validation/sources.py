@@ -11,7 +11,8 @@ from astropy.modeling.models import Gaussian2D
 from astropy.table import Table
 from photutils.datasets import make_model_image
 
-from ._checks import as_image, check_count, check_non_negative, check_shape
+from .._checks import check_count, check_non_negative, check_shape
+from ._checks import as_image
 
 __all__ = ['SOURCE_COLUMNS', 'make_source_table', 'make_source_image', 'add_sources']
 
