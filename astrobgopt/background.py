@@ -495,7 +495,8 @@ class SplineOptBackground:
         ``n_points='auto'`` the number of control points is then 16 where
         the masking found a large bright object
         (more than a twentieth of the blocks, see
-        `~astrobgopt.extended.ExtendedMask`) and no glow, else 32 where it
+        `~astrobgopt.extended.ExtendedMask`) and no glow, or stopped in a
+        crowded field with the most significant blocks masked, else 32 where it
         took more than a tenth of the blocks (as in the masking: more points
         would bend beneath the masked objects), else chosen: a random fifth
         of the blocks is held out, splines of 16,
@@ -586,9 +587,11 @@ class SplineOptBackground:
         config, design, trial = self.config, None, None
         masked = (0.0 if block_fraction is None else
                   1 - block_fraction.sum() / max(samples.blocks.usable_fraction.sum(), 1e-300))
-        large_object = (extended is not None and extended.largest_object > _LARGE_OBJECT
-                        and not extended.crowded and not extended.sky_light.any())
-        if self.n_points == 'auto' and large_object:
+        # A crowded field's masking leaves a quarter of the blocks, scattered
+        # between the objects: the stiff fit of a large object bridges them.
+        stiff = extended is not None and (extended.crowded or (
+            extended.largest_object > _LARGE_OBJECT and not extended.sky_light.any()))
+        if self.n_points == 'auto' and stiff:
             config, design = _large_object_config(points, values, usable_fraction,
                                                   samples.shape, config, outlier_cutoff)
         elif self.n_points == 'auto' and masked <= _AUTO_MAX_MASKED:

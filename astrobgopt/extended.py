@@ -274,12 +274,35 @@ class ExtendedMask(NamedTuple):
     #: crowded field.
     sky_light: np.ndarray
     #: Whether the masking stopped early because it would have left too few
-    #: blocks (a crowded field; a warning says so).
+    #: blocks (a crowded field; a warning says so), with only the most
+    #: significant blocks masked, down to the fewest it may leave.
     crowded: bool
     #: The fraction of the usable blocks that the largest bright masked
     #: object covers: connected blocks at least half masked, where the
     #: smoothed residual reaches 8 times the detection threshold.
     largest_object: float
+
+
+def _most_significant(excess, updated, significance, most):
+    """
+    ``excess`` (the masking so far) raised toward ``updated`` block by block,
+    the most ``significance`` first, while the total stays within ``most``
+    blocks.
+
+    In a crowded field a round would mask nearly everything: what is
+    masked is then where the objects' light is strongest. On 256 x 256
+    frames of 3000 stars per million pixels (blocks of 3 pixels, whose
+    medians the stars' wings lift by 0.22 sigma) masking nothing left
+    errors of 0.16-0.21 sigma on five seeds of six; masking the most
+    significant three quarters, with the stiff fit of a large object,
+    0.04-0.08 (`Background2D` 16: 0.14-0.16).
+    """
+    added = (updated - excess).ravel()
+    order = np.argsort(-significance.ravel(), kind='stable')
+    taken = np.cumsum(added[order]) <= most - excess.sum()
+    raised = excess.ravel().copy()
+    raised[order[taken]] += added[order[taken]]
+    return raised.reshape(excess.shape)
 
 
 def mask_extended_objects(blocks, shape, config, *, downscale_func):
@@ -355,12 +378,14 @@ def mask_extended_objects(blocks, shape, config, *, downscale_func):
         if np.allclose(updated, excess, rtol=0, atol=1e-3):
             break
         kept = n_usable - updated.sum()
-        if kept < max(_EXTENDED_MIN_KEPT * n_usable, 4 * (config.n_points + 3)):
+        fewest = max(_EXTENDED_MIN_KEPT * n_usable, 4 * (config.n_points + 3))
+        if kept < fewest:
+            excess = _most_significant(excess, updated, smoothed, n_usable - fewest)
             warnings.warn(
                 f'extended-object masking would leave only {kept:.0f} of '
                 f'{n_usable} blocks (a crowded field?); it stopped after '
-                f'masking {excess.sum():.0f}. Pass a mask of the objects, or '
-                'mask_extended=False.', AstropyUserWarning)
+                f'masking the {excess.sum():.0f} most significant. Pass a mask of the '
+                'objects, or mask_extended=False.', AstropyUserWarning)
             crowded = True
             break
         excess = updated

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from astrobgopt import SplineOptBackground
-from astrobgopt.extended import _object_weights, _roundness, mask_extended_objects
+from astrobgopt.extended import (_most_significant, _object_weights, _roundness,
+                                 mask_extended_objects)
 from astrobgopt.validation import make_scene
 
 SHAPE = (256, 384)
@@ -228,3 +229,18 @@ def test_a_simple_sky_is_fitted_by_the_robust_initialization_alone():
     # ... while an explicit n_points is optimized as asked.
     result = SplineOptBackground(n_points=16, epochs=3, patience=10)(scene.data)
     assert result.loss_history.shape[0] == 4
+
+
+def test_a_crowded_round_masks_the_most_significant_blocks_up_to_the_limit():
+    # Already masked: one block at 0.5. The round would mask every block
+    # fully; room for 3 blocks in all leaves 2.5 to add, most significant
+    # first, whole blocks only.
+    excess = np.zeros((2, 3))
+    excess[1, 2] = 0.5
+    significance = np.array([[5.0, 1.0, 4.0], [2.0, 3.0, 9.0]])
+    masked = _most_significant(excess, np.ones((2, 3)), significance, 3)
+    np.testing.assert_array_equal(masked, [[1, 0, 1], [0, 0, 1]])
+    assert masked.sum() <= 3
+    # No room: nothing is added.
+    np.testing.assert_array_equal(_most_significant(excess, np.ones((2, 3)), significance, 0.5),
+                                  excess)
