@@ -39,10 +39,11 @@ def check_non_negative(value, name):
     return value
 
 
-def check_count(value, name, *, minimum=0):
-    """Return ``value`` as an int >= ``minimum`` or raise."""
+def check_count(value, name, *, minimum=0, maximum=None):
+    """Return ``value`` as an int >= ``minimum`` (and <= ``maximum``) or raise."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise TypeError(f'{name} must be an int, got {value!r}')
-    if value < minimum:
-        raise ValueError(f'{name} must be >= {minimum}, got {value}')
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f'>= {minimum}' if maximum is None else f'in [{minimum}, {maximum}]'
+        raise ValueError(f'{name} must be {bounds}, got {value}')
     return int(value)

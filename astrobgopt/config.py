@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ._checks import check_non_negative
+from ._checks import check_count, check_non_negative
 from ._choices import INITIALIZERS, LOSSES, MIN_CONTROL_POINTS, SUPPORTED_ORDERS
 from ._docs import insert_fit_parameter_docs
 
@@ -56,22 +56,14 @@ class FitConfig:
     seed: int = 0
 
     def __post_init__(self):
-        def check_int(name, minimum, maximum=None):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f'{name} must be an integer; got {value!r}')
-            if value < minimum or (maximum is not None and value > maximum):
-                bounds = f'>= {minimum}' if maximum is None else f'in [{minimum}, {maximum}]'
-                raise ValueError(f'{name} must be {bounds}; got {value}')
-
-        check_int('n_points', MIN_CONTROL_POINTS)
-        check_int('epochs', 0)
-        check_int('patience', 1)
-        check_int('plateau_patience', 1)
+        check_count(self.n_points, 'n_points', minimum=MIN_CONTROL_POINTS)
+        check_count(self.epochs, 'epochs')
+        check_count(self.patience, 'patience', minimum=1)
+        check_count(self.plateau_patience, 'plateau_patience', minimum=1)
         # The fit's random streams take the seed as a 32-bit signed integer.
-        check_int('seed', 0, _MAX_SEED)
+        check_count(self.seed, 'seed', maximum=_MAX_SEED)
         if self.batch_size is not None:
-            check_int('batch_size', 1)
+            check_count(self.batch_size, 'batch_size', minimum=1)
         if self.order not in SUPPORTED_ORDERS:
             raise ValueError(f'order must be one of {SUPPORTED_ORDERS}; got {self.order!r}')
         if self.initializer not in INITIALIZERS:
