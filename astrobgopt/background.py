@@ -556,16 +556,15 @@ class SplineOptBackground:
     def _mask_extended(self, samples, config):
         """
         The extended-object masking of the block samples with ``config``'s
-        control points: the `~astrobgopt.extended.ExtendedMask`, the blocks'
-        usable fraction without the objects and each sample's outlier
-        cut-off (raised in sky light).
+        control points: the `~astrobgopt.extended.ExtendedMask` and each
+        sample's outlier cut-off (raised in sky light).
         """
         extended = mask_extended_objects(samples.blocks, samples.shape, config,
                                          downscale_func=self.downscale_func)
         outlier_cutoff = samples.per_sample(
             sky_light_cutoff(extended.sky_light, samples.blocks.factor, self.downscale_func),
             extended.usable_fraction, extra_value=_choices.BIWEIGHT_CUTOFF)
-        return extended, extended.usable_fraction, outlier_cutoff
+        return extended, outlier_cutoff
 
     def _fit(self, samples):
         """
@@ -578,8 +577,8 @@ class SplineOptBackground:
         start = time.perf_counter()
         block_fraction = initial_values = outlier_cutoff = extended = None
         if self.mask_extended and samples.include_blocks:
-            extended, block_fraction, outlier_cutoff = self._mask_extended(samples, self.config)
-            initial_values = extended.control_values
+            extended, outlier_cutoff = self._mask_extended(samples, self.config)
+            block_fraction, initial_values = extended.usable_fraction, extended.control_values
         samples.timings['extended_mask'] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -602,9 +601,9 @@ class SplineOptBackground:
             # The sky needs more points than the masking had, and no sky
             # light explains what they could not follow: what it masked may
             # be sky structure. Judged again with the chosen points.
-            extended, block_fraction, outlier_cutoff = self._mask_extended(samples, config)
+            extended, outlier_cutoff = self._mask_extended(samples, config)
+            block_fraction, initial_values = extended.usable_fraction, extended.control_values
             points, values, usable_fraction = samples.arrays(block_fraction)
-            initial_values = extended.control_values
         elif trial is not None:
             # The chosen trial's values only need polishing.
             design, initial_values = trial.design, trial.control_values
