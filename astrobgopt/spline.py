@@ -137,7 +137,10 @@ _TENSORFLOW = SimpleNamespace(concat=tf.concat, eye=tf.eye, matmul=tf.matmul,
 
 
 def _is_tensor(item):
-    return tf.is_tensor(item) or isinstance(item, tf.Variable)
+    # NumPy arrays answered first: tf.is_tensor checks a runtime protocol,
+    # slow beside the small NumPy evaluations a fit makes by the hundred.
+    return not isinstance(item, np.ndarray) and (tf.is_tensor(item)
+                                                 or isinstance(item, tf.Variable))
 
 
 def _ops(*items):
