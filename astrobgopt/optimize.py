@@ -61,8 +61,10 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+from astropy import config as _config
 from astropy.stats import mad_std
 
+from . import _program_cache
 from ._choices import BIWEIGHT_CUTOFF, INITIALIZERS, LOSSES
 from ._startup import import_tensorflow, native_log_held
 from .config import FitConfig
@@ -71,9 +73,24 @@ from .spline import (_NUMPY, SplineGrid, _determines_tail, _squared_distance, ap
 
 tf = import_tensorflow()
 
-__all__ = ['SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'LOSSES',
+__all__ = ['SplineDesign', 'SplineModel', 'fit_spline', 'make_design', 'conf', 'LOSSES',
            'INITIALIZERS', 'compute_device', 'grid_control_points', 'initial_control_points']
 
+
+class Conf(_config.ConfigNamespace):
+    """
+    Configuration of the fit (astropy's configuration system: the
+    ``[optimize]`` section of ``astrobgopt.cfg``, or ``conf.set_temp``).
+    """
+
+    cache_compiled_program = _config.ConfigItem(
+        True,
+        "Keep the optimizer's compiled TensorFlow program in astrobgopt's cache "
+        'directory, so that a new process loads it (about 0.2 s) instead of '
+        'compiling it (about 0.45 s on a CPU).')
+
+
+conf = Conf()
 
 # Samples per block of rows in which `_design` evaluates the kernel.
 _DESIGN_ROWS = 1024
@@ -734,8 +751,26 @@ def _initial_state(centers, control_values, learning_rate):
             control_values, tf.zeros(3, dtype), tf.constant(learning_rate, dtype))
 
 
+def _program_name(loss, order, batch_size):
+    """The name under which `_program_cache` keeps a `_compiled_chunk`."""
+    return _program_cache.program_name('optimizer', loss, order, batch_size,
+                                       device=compute_device())
+
+
 @functools.lru_cache(maxsize=None)
 def _compiled_chunk(loss, order, batch_size):
+    """
+    The optimizer's program (`_traced_chunk`): loaded from `_program_cache`
+    where an earlier process stored it and `conf` allows, else traced.
+    """
+    if conf.cache_compiled_program:
+        stored = _program_cache.load(_program_name(loss, order, batch_size))
+        if stored is not None:
+            return stored
+    return _traced_chunk(loss, order, batch_size)
+
+
+def _traced_chunk(loss, order, batch_size):
     """
     Compile up to ``n_steps`` Adam steps with early-stopping bookkeeping.
 
@@ -827,8 +862,9 @@ def _optimizer_key(config, n_train):
 def _run_once(key):
     """
     Compile the optimizer's program and run it once, on a few samples, one
-    step. Best effort: should it fail, the fit compiles the program itself
-    and reports what goes wrong.
+    step, then keep it in `_program_cache` (where `conf` allows and it is
+    not there yet). Best effort: should it fail, the fit compiles the
+    program itself and reports what goes wrong.
     """
     dtype = _OPTIMIZER_DTYPE
     n_points, n_samples = 4, max(8, key[2] or 8)
@@ -844,16 +880,18 @@ def _run_once(key):
                       *samples, *samples, *constants, tf.constant(0, tf.int32),
                       tf.constant(1), tf.constant(1.0, dtype), tf.constant(1.0, dtype))
     except Exception:  # noqa: BLE001 (the fit's own call raises it, with context)
-        pass
+        return
+    if conf.cache_compiled_program:
+        _program_cache.store(_program_name(*key), run_chunk)
 
 
 def compile_optimizer_in_background(config, n_train):
     """
     Start compiling the optimizer's program for a fit of ``config`` on
     ``n_train`` samples in a thread, once per process, so that its first
-    call (about 0.5 s on a CPU: tracing, then TensorFlow instantiating the
-    program) overlaps the work before the fit's first step; `fit_spline`
-    waits for it.
+    call (about 0.45 s on a CPU: tracing, then TensorFlow instantiating the
+    program; about 0.2 s loaded from `_program_cache`) overlaps the work
+    before the fit's first step; `fit_spline` waits for it.
     """
     key = _optimizer_key(config, n_train)
     with _COMPILING_LOCK:

@@ -14,9 +14,11 @@ points and the optimizer's steps, whose program is compiled on the first
 call in a process (see the scenes page of the docs).
 
 Rows: warm calls in this process; the first call in a new process (after
-importing TensorFlow, which is timed apart); the first and a later call in a
-child forked after a fit in the parent (the fit then runs in a helper
-process that imports TensorFlow, see docs/pipeline.rst).
+importing TensorFlow, which is timed apart), with the optimizer's compiled
+program in the cache directory, and with an empty one (the first fit on a
+machine, which compiles the program and stores it: see docs/pipeline.rst);
+the first and a later call in a child forked after a fit in the parent (the
+fit then runs in a helper process that imports TensorFlow).
 
 Run: ``python benchmarks/bench_pipeline.py``.
 Targets: warm <= 1.5 x Background2D(16); first call <= 2 x warm.
@@ -27,6 +29,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -118,10 +121,17 @@ def measure(name):
     except ImportError:
         sep_seconds = float('nan')
 
-    done = subprocess.run([sys.executable, '-c', FIRST_CALL.format(
-        here=os.path.dirname(os.path.abspath(__file__)), name=name)],
-        capture_output=True, text=True, check=True)
-    tf_import, first = json.loads(done.stdout)
+    with tempfile.TemporaryDirectory() as cache_home:
+        # An empty cache directory of astrobgopt's (astropy takes
+        # $XDG_CACHE_HOME/astrobgopt where it exists): the first call stores
+        # the program there, the second loads it.
+        os.mkdir(os.path.join(cache_home, 'astrobgopt'))
+        env = dict(os.environ, XDG_CACHE_HOME=cache_home)
+        env.pop('ASTROPY_CACHE_DIR', None)
+        (_, uncached), (tf_import, first) = [json.loads(subprocess.run(
+            [sys.executable, '-c', FIRST_CALL.format(
+                here=os.path.dirname(os.path.abspath(__file__)), name=name)],
+            capture_output=True, text=True, check=True, env=env).stdout) for _ in range(2)]
 
     with multiprocessing.get_context('fork').Pool(1) as pool:
         forked_first, forked_later = pool.apply_async(
@@ -131,6 +141,8 @@ def measure(name):
              '1.00'],
             ['  first call in a new process', f'{first:.3f}', f'{first / photutils:.2f}',
              f'{first / warm:.2f}'],
+            ['  the same, nothing cached yet', f'{uncached:.3f}', f'{uncached / photutils:.2f}',
+             f'{uncached / warm:.2f}'],
             ['  (importing TensorFlow before it)', f'{tf_import:.3f}', '', ''],
             ['  first call in a forked child', f'{forked_first:.3f}',
              f'{forked_first / photutils:.2f}', f'{forked_first / warm:.2f}'],
