@@ -517,10 +517,15 @@ class _SampleNoise:
 def _robust_sigma(residual, fraction):
     """MAD scatter of residuals scaled to a full block, per channel (weighted samples)."""
     used = fraction > 0
-    # Channels as rows, so that each median partitions one contiguous row;
-    # the standard deviation, the fallback of a zero MAD, only where needed
-    # (this runs for every reweighted solve).
-    scaled = residual[used].T * np.sqrt(fraction[used])
+    return _mad_sigma(residual[used].T * np.sqrt(fraction[used]))
+
+
+def _mad_sigma(scaled):
+    """
+    MAD scatter of each row of ``scaled`` (a channel per row, so that each
+    median partitions one contiguous row); the standard deviation, only
+    computed where the MAD is 0, or else 1.
+    """
     centre = np.median(scaled, axis=1, keepdims=True)
     sigma = _MAD_TO_SIGMA * np.median(np.abs(scaled - centre), axis=1)
     if not np.all(sigma > 0):
@@ -617,52 +622,55 @@ def _value_covariance(basis, bending, residual, fraction, sigma, loss, smoothing
     return covariance
 
 
-def _initial_values(basis, bending, target, fraction, config, start=None, cutoff=None,
-                    workspace=None):
+def _initial_values(basis, bending, target, fraction, config, start=None, cutoff=None):
     """
     Control values from the loss's reweighted least squares (see module notes).
 
     ``start`` (control values already close to the answer) skips the
     graduated stage and only polishes; ``cutoff`` (per sample, see
-    `fit_spline`) replaces the biweight's. Every solve scales the basis
-    into one ``workspace`` (see `_normal_equations`) rather than a fresh
-    array of that size, which the allocator maps anew (see `_design`).
+    `fit_spline`) replaces the biweight's.
     """
-    workspace = np.empty_like(basis) if workspace is None else workspace
+    # Every solve scales the basis into one workspace (see
+    # `_normal_equations`) rather than a fresh array of that size, which the
+    # allocator maps anew (see `_design`); what depends on the fractions
+    # alone is computed once.
+    workspace = np.empty_like(basis)
     column_cutoff = BIWEIGHT_CUTOFF if cutoff is None else cutoff[:, None]
-    if start is not None:
-        values = start
-        for _ in range(_IRLS_FINAL):
-            residual = target - basis @ values
-            sigma = _robust_sigma(residual, fraction)
-            u = residual * np.sqrt(fraction)[:, None] / sigma
-            values = _solve_values(basis, bending, target,
-                                   fraction[:, None] * _biweight(u, column_cutoff),
-                                   config.smoothing, workspace)
-        return values, _robust_sigma(target - basis @ values, fraction)
-    weights = np.repeat(fraction[:, None], target.shape[1], axis=1)
-    values = _solve_values(basis, bending, target, weights, config.smoothing, workspace)
-    if config.loss == 'asymmetric':
-        # Iteratively reweighted L1: starts at the median surface.
-        for _ in range(_IRLS_FINAL):
-            residual = np.abs(target - basis @ values)
-            floor = 1e-3 * np.median(residual) + 1e-12
-            values = _solve_values(basis, bending, target,
-                                   fraction[:, None] / np.maximum(residual, floor),
-                                   config.smoothing, workspace)
-        return values, _robust_sigma(target - basis @ values, fraction)
-    # Graduated biweight: begin stiff so large bright structures stand out as
-    # outliers, then relax geometrically to the requested smoothness.
-    stiffness = config.smoothing * _GRADUATED_STIFFNESS + 1e-6
-    for stiffness in np.geomspace(stiffness, max(config.smoothing, 1e-12), _IRLS_GRADUATED):
-        residual = target - basis @ values
-        sigma = _robust_sigma(residual, fraction)
-        u = residual * np.sqrt(fraction)[:, None] / sigma
-        values = _solve_values(basis, bending, target,
-                               fraction[:, None] * _biweight(u, column_cutoff), stiffness,
-                               workspace)
-    return _initial_values(basis, bending, target, fraction, config, start=values,
-                           cutoff=cutoff, workspace=workspace)
+    used = fraction > 0
+    root_fraction = np.sqrt(fraction)[:, None]
+
+    def scaled_residual(values):
+        """The residuals of ``values`` scaled to full blocks, and their noise."""
+        scaled = (target - basis @ values) * root_fraction
+        return scaled, _mad_sigma(scaled[used].T)
+
+    def biweight_solve(values, stiffness):
+        scaled, sigma = scaled_residual(values)
+        return _solve_values(basis, bending, target,
+                             fraction[:, None] * _biweight(scaled / sigma, column_cutoff),
+                             stiffness, workspace)
+
+    if start is None:
+        weights = np.repeat(fraction[:, None], target.shape[1], axis=1)
+        start = _solve_values(basis, bending, target, weights, config.smoothing, workspace)
+        if config.loss == 'asymmetric':
+            # Iteratively reweighted L1: starts at the median surface.
+            for _ in range(_IRLS_FINAL):
+                residual = np.abs(target - basis @ start)
+                floor = 1e-3 * np.median(residual) + 1e-12
+                start = _solve_values(basis, bending, target,
+                                      fraction[:, None] / np.maximum(residual, floor),
+                                      config.smoothing, workspace)
+            return start, scaled_residual(start)[1]
+        # Graduated biweight: begin stiff so large bright structures stand out
+        # as outliers, then relax geometrically to the requested smoothness.
+        stiffness = config.smoothing * _GRADUATED_STIFFNESS + 1e-6
+        for stiffness in np.geomspace(stiffness, max(config.smoothing, 1e-12), _IRLS_GRADUATED):
+            start = biweight_solve(start, stiffness)
+    values = start
+    for _ in range(_IRLS_FINAL):
+        values = biweight_solve(values, config.smoothing)
+    return values, scaled_residual(values)[1]
 
 
 def _data_loss(loss, model, target, fraction, constants):
