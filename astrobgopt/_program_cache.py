@@ -102,7 +102,11 @@ def store(name, function):
         module = tf.Module()
         module.run = function
         with native_log_held():
-            tf.saved_model.save(module, staging)
+            # No serving signature (the function is restored as an attribute)
+            # and no custom gradients (the program takes its gradients inside):
+            # saving either traces the functions anew, through AutoGraph.
+            tf.saved_model.save(module, staging, signatures={}, options=tf.saved_model.SaveOptions(
+                experimental_custom_gradients=False))
         os.rename(staging, directory / name)
     except Exception:  # noqa: BLE001 (best effort: the program is traced next time)
         shutil.rmtree(staging, ignore_errors=True)
