@@ -5,12 +5,14 @@ Tracing the optimizer's `tf.function` and running it the first time takes
 about 0.45 s on a CPU: the first call of every new process pays it (each
 worker of a process pool, the helper process of a forked worker), where a
 warm fit of a 512 x 512 frame takes 0.1-0.35 s. A program saved once
-(`tf.saved_model`, some 150 kB) loads and first runs in about 0.2 s. Numba's
-``cache=True`` and JAX's persistent compilation cache do the same.
+(`tf.saved_model`, some 150 kB, 0.3 s) loads in 0.09-0.11 s and first runs
+in 0.17-0.22 s: what is left is TensorFlow instantiating it, which no file
+carries. Numba's ``cache=True`` and JAX's persistent compilation cache keep
+compiled code the same way.
 
 A program is kept under astropy's cache directory for astrobgopt
-(``astropy.config.get_cache_dir('astrobgopt')``, normally
-``~/.astrobgopt/cache``), in ``compiled/``, named by its arguments and a
+(``astropy.config.get_cache_dir('astrobgopt')``: ``~/.cache/astrobgopt`` on
+Linux with astropy 8), in ``compiled/``, named by its arguments and a
 digest of what it was built from: TensorFlow's version, the device kind and
 the source of the modules the program's code lives in. A program of other
 code is never loaded. Every step is best effort: where the directory cannot
