@@ -84,7 +84,8 @@ def cache_directory(tmp_path, monkeypatch):
 
 def _doubling():
     tf = import_tensorflow()
-    return tf.function(lambda x: 2 * x, input_signature=[tf.TensorSpec(None, tf.float32)])
+    return tf.function(lambda x: 2 * x, input_signature=[tf.TensorSpec(None, tf.float32)],
+                       autograph=False)
 
 
 def test_store_then_load_gives_the_same_function(cache_directory):
