@@ -18,7 +18,10 @@ the source of the modules the program's code lives in. A program of other
 code is never loaded. Every step is best effort: where the directory cannot
 be written or a stored program cannot be read, the program is traced as
 without the cache (and an unreadable one is removed, so that the next
-process stores it again). `astrobgopt.optimize.conf` turns the cache off.
+process stores it again). The process that traced a program stores it as
+it exits (`astrobgopt.optimize` registers that), so no fit waits for the
+store and no thread outlives a fit. `astrobgopt.optimize.conf` turns the
+cache off.
 """
 
 import hashlib

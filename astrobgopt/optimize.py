@@ -52,6 +52,7 @@ standardization and the noise model, and must change together; split
 across modules they would drift apart.
 """
 
+import atexit
 import contextlib
 import copy
 import functools
@@ -870,9 +871,9 @@ def _optimizer_key(config, n_train):
 def _run_once(key):
     """
     Compile the optimizer's program and run it once, on a few samples, one
-    step, then keep it in `_program_cache` (where `conf` allows and it is
-    not there yet). Best effort: should it fail, the fit compiles the
-    program itself and reports what goes wrong.
+    step; a program traced here is kept in `_program_cache` when this
+    process exits (where `conf` allows). Best effort: should it fail, the
+    fit compiles the program itself and reports what goes wrong.
     """
     dtype = _OPTIMIZER_DTYPE
     n_points, n_samples = 4, max(8, key[2] or 8)
@@ -889,8 +890,19 @@ def _run_once(key):
                       tf.constant(1), tf.constant(1.0, dtype), tf.constant(1.0, dtype))
     except Exception:  # noqa: BLE001 (the fit's own call raises it, with context)
         return
-    if conf.cache_compiled_program:
-        _program_cache.store(_program_name(*key), run_chunk)
+    name = _program_name(*key)
+    if conf.cache_compiled_program and name not in _program_cache.loaded:
+        # At exit (0.3 s, once per machine and version), not now: storing
+        # here would delay this fit, and a thread storing after it would
+        # outlive the fit into any pool forked next.
+        atexit.register(_store_at_exit, os.getpid(), name, run_chunk)
+
+
+def _store_at_exit(pid, name, run_chunk):
+    """`_program_cache.store`, in the process that traced the program only
+    (a child forked from it inherits the exit handler, not TensorFlow)."""
+    if os.getpid() == pid and conf.cache_compiled_program:
+        _program_cache.store(name, run_chunk)
 
 
 def compile_optimizer_in_background(config, n_train):

@@ -17,7 +17,8 @@ Rows: warm calls in this process; the first call in a new process (after
 importing TensorFlow, which is timed apart; the median of three processes),
 with the optimizer's compiled program in the cache directory, and with an
 empty one (the first fit on a
-machine, which compiles the program and stores it: see docs/pipeline.rst);
+machine, which compiles the program, and stores it when the process exits:
+see docs/pipeline.rst);
 the first and a later call in a child forked after a fit in the parent (the
 fit then runs in a helper process that imports TensorFlow).
 
@@ -130,7 +131,7 @@ def measure(name):
     with tempfile.TemporaryDirectory() as cache_home:
         # An empty cache directory of astrobgopt's (astropy takes
         # $XDG_CACHE_HOME/astrobgopt where it exists): the first new process
-        # stores the program there, the next ones load it.
+        # stores the program there as it exits, the next ones load it.
         os.mkdir(os.path.join(cache_home, 'astrobgopt'))
         env = dict(os.environ, XDG_CACHE_HOME=cache_home)
         env.pop('ASTROPY_CACHE_DIR', None)

@@ -117,3 +117,33 @@ def test_the_name_follows_the_code_and_the_device():
     assert name.startswith('optimizer-robust-2-None-')
     assert name == _program_cache.program_name('optimizer', 'robust', 2, None, device='CPU')
     assert name != _program_cache.program_name('optimizer', 'robust', 2, None, device='GPU (x)')
+
+
+# A fit traces the program; a child forked afterwards exits normally, which
+# runs the exit handlers it inherited; the parent then exits without them.
+FORKED_EXIT_SCRIPT = """
+import os, sys
+from astrobgopt import SplineOptBackground
+from astrobgopt.datasets import make_light_pollution_sky
+image = make_light_pollution_sky((128, 160), seed=3).image
+SplineOptBackground(n_points=16, epochs=40, mask_extended=False)(image)
+child = os.fork()
+if child == 0:
+    sys.exit(0)
+os.waitpid(child, 0)
+os._exit(0)
+"""
+
+
+def test_only_the_process_that_traced_the_program_stores_it(tmp_path):
+    # A forked child may not run TensorFlow: it must leave the store to its
+    # parent (which here exits without its handlers, so nothing is stored).
+    cache = tmp_path / 'cache'
+    (cache / 'astrobgopt').mkdir(parents=True)
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache),
+               PYTHONPATH=os.pathsep.join(p for p in [ROOT, os.environ.get('PYTHONPATH')] if p))
+    done = subprocess.run([sys.executable, '-c', FORKED_EXIT_SCRIPT], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    compiled = cache / 'astrobgopt' / 'compiled'
+    assert not compiled.exists() or list(compiled.iterdir()) == []
