@@ -87,8 +87,8 @@ class Conf(_config.ConfigNamespace):
     cache_compiled_program = _config.ConfigItem(
         True,
         "Keep the optimizer's compiled TensorFlow program in astrobgopt's cache "
-        'directory, so that a new process loads it (about 0.2 s) instead of '
-        'compiling it (about 0.45 s on a CPU).')
+        'directory, so that a new process loads and instantiates it (about 0.3 s) '
+        'instead of compiling it (about 0.45 s on a CPU).')
 
 
 conf = Conf()
@@ -760,8 +760,14 @@ def _initial_state(centers, control_values, learning_rate):
             control_values, tf.zeros(3, dtype), tf.constant(learning_rate, dtype))
 
 
+@functools.lru_cache(maxsize=None)
 def _program_name(loss, order, batch_size):
-    """The name under which `_program_cache` keeps a `_compiled_chunk`."""
+    """
+    The name under which `_program_cache` keeps a `_compiled_chunk`: once per
+    process, as the program's loading and storing both ask for it (it reads
+    the sources and probes the device), and so of the sources as they were
+    when the program was built.
+    """
     return _program_cache.program_name('optimizer', loss, order, batch_size,
                                        device=compute_device())
 
@@ -890,12 +896,11 @@ def _run_once(key):
                       tf.constant(1), tf.constant(1.0, dtype), tf.constant(1.0, dtype))
     except Exception:  # noqa: BLE001 (the fit's own call raises it, with context)
         return
-    name = _program_name(*key)
-    if conf.cache_compiled_program and name not in _program_cache.loaded:
+    if conf.cache_compiled_program and _program_name(*key) not in _program_cache.loaded:
         # At exit (0.3 s, once per machine and version), not now: storing
         # here would delay this fit, and a thread storing after it would
         # outlive the fit into any pool forked next.
-        atexit.register(_store_at_exit, os.getpid(), name, run_chunk)
+        atexit.register(_store_at_exit, os.getpid(), _program_name(*key), run_chunk)
 
 
 def _store_at_exit(pid, name, run_chunk):
@@ -910,7 +915,7 @@ def compile_optimizer_in_background(config, n_train):
     Start compiling the optimizer's program for a fit of ``config`` on
     ``n_train`` samples in a thread, once per process, so that its first
     call (about 0.45 s on a CPU: tracing, then TensorFlow instantiating the
-    program; about 0.2 s loaded from `_program_cache`) overlaps the work
+    program; about 0.3 s loaded from `_program_cache`) overlaps the work
     before the fit's first step; `fit_spline` waits for it.
     """
     key = _optimizer_key(config, n_train)
