@@ -16,11 +16,10 @@ call in a process (see the scenes page of the docs).
 Rows: warm calls in this process; the first call in a new process (after
 importing TensorFlow, which is timed apart; the median of three processes),
 with the optimizer's compiled program in the cache directory, and with an
-empty one (the first fit on a
-machine, which compiles the program, and stores it when the process exits:
-see docs/pipeline.rst);
-the first and a later call in a child forked after a fit in the parent (the
-fit then runs in a helper process that imports TensorFlow).
+empty one (the first fit on a machine, which compiles the program and
+stores it when the process exits: see docs/pipeline.rst); the first and a
+later call in a child forked after a fit in the parent (the fit then runs in
+a helper process that imports TensorFlow).
 
 Run: ``python benchmarks/bench_pipeline.py``.
 Targets: warm <= 1.5 x Background2D(16); first call <= 2 x warm.

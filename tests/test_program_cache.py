@@ -36,17 +36,27 @@ print(json.dumps(sorted(_program_cache.loaded)))
 """
 
 
-def _fit_in_new_process(cache_home, output, *, enabled=True):
-    """The programs a fresh process's fit loaded, with ``cache_home`` as
-    $XDG_CACHE_HOME; its stderr must be empty (a quiet library)."""
+def _run_in_new_process(script, cache_home):
+    """
+    Run ``script`` in a fresh Python with ``cache_home`` as $XDG_CACHE_HOME
+    (its astrobgopt directory created) and TensorFlow's log settings unset;
+    return the finished process, which must have succeeded.
+    """
     os.makedirs(cache_home / 'astrobgopt', exist_ok=True)
     env = {key: value for key, value in os.environ.items() if not key.startswith('TF_')}
     env.update(XDG_CACHE_HOME=str(cache_home),
                PYTHONPATH=os.pathsep.join(p for p in [ROOT, env.get('PYTHONPATH')] if p))
-    done = subprocess.run([sys.executable, '-c', FIT_SCRIPT.format(
-        enabled=enabled, output=str(output))], capture_output=True, text=True, env=env,
-        timeout=300)
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          env=env, timeout=300)
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def _fit_in_new_process(cache_home, output, *, enabled=True):
+    """The programs a fresh process's fit loaded, with ``cache_home`` as
+    $XDG_CACHE_HOME; its stderr must be empty (a quiet library)."""
+    done = _run_in_new_process(FIT_SCRIPT.format(enabled=enabled, output=str(output)),
+                               cache_home)
     assert done.stderr == ''
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -139,11 +149,6 @@ def test_only_the_process_that_traced_the_program_stores_it(tmp_path):
     # A forked child may not run TensorFlow: it must leave the store to its
     # parent (which here exits without its handlers, so nothing is stored).
     cache = tmp_path / 'cache'
-    (cache / 'astrobgopt').mkdir(parents=True)
-    env = dict(os.environ, XDG_CACHE_HOME=str(cache),
-               PYTHONPATH=os.pathsep.join(p for p in [ROOT, os.environ.get('PYTHONPATH')] if p))
-    done = subprocess.run([sys.executable, '-c', FORKED_EXIT_SCRIPT], capture_output=True,
-                          text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr
+    _run_in_new_process(FORKED_EXIT_SCRIPT, cache)
     compiled = cache / 'astrobgopt' / 'compiled'
     assert not compiled.exists() or list(compiled.iterdir()) == []
