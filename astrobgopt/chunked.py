@@ -220,7 +220,7 @@ def _rms_band(block, mask, model, estimator, samples, box, top):
     prepared = estimator.prepare(block, mask=mask)
     residual = sky_residual(prepared.image,
                             model.evaluate_image(samples.shape, rows=slice(top, bottom)),
-                            (prepared.usable_fraction > 0) & samples.fitted_pixels(top, bottom))
+                            (prepared.usable_fraction > 0) & samples.sky_pixels(top, bottom))
     return rms_box_statistics(residual, box)
 
 

@@ -22,8 +22,8 @@ import numpy as np
 from ._choices import DOWNSCALE_FUNCTIONS
 
 __all__ = ['BlockSamples', 'block_reduce_masked', 'lower_width', 'nan_percentiles',
-           'pixel_blocks', 'BLOCK_NOISE_FACTOR', 'CROWDING_FULL', 'CROWDING_MIN_PIXELS',
-           'CROWDING_ONSET', 'DOWNSCALE_FUNCTIONS']
+           'pixel_blocks', 'tail_width', 'BLOCK_NOISE_FACTOR', 'CROWDING_FULL',
+           'CROWDING_MIN_PIXELS', 'CROWDING_ONSET', 'DOWNSCALE_FUNCTIONS']
 
 
 class BlockSamples:
@@ -168,6 +168,8 @@ def pixel_blocks(array, factor, fill):
 # Percentiles one Gaussian sigma below and above the median.
 GAUSSIAN_LOWER_PERCENTILE = 15.865525393145708
 GAUSSIAN_UPPER_PERCENTILE = 100 - GAUSSIAN_LOWER_PERCENTILE
+# Percentile two Gaussian sigmas below the median.
+GAUSSIAN_TAIL_PERCENTILE = 2.275013194817921
 #: `BlockSamples.crowding_corrected` starts lowering the blocks at this
 #: crowding and lowers them fully from CROWDING_FULL. Over the scene suite,
 #: frames other than milky_way's (1.06) are at most 0.11 (globular_cluster).
@@ -234,6 +236,21 @@ def lower_width(values):
     """
     low, median = nan_percentiles(values, (GAUSSIAN_LOWER_PERCENTILE, 50))
     return median, median - low
+
+
+def tail_width(values):
+    """
+    The spread over the last axis, ignoring NaN, from the lower tail alone:
+    the 15.87th minus the 2.275th percentile, one sigma of Gaussian noise.
+
+    Faint stars lift the pixels they touch, and where they fill a field
+    (the scene suite's ``milky_way``) they lift the median and the 15.87th
+    percentile apart as well: `lower_width` reads 1.6 times the sky's sigma
+    there, this 1.26 times. It is noisier (about 0.08 sigma on 1024 Gaussian
+    pixels, against 0.045).
+    """
+    tail, low = nan_percentiles(values, (GAUSSIAN_TAIL_PERCENTILE, GAUSSIAN_LOWER_PERCENTILE))
+    return low - tail
 
 
 def _clipped_mean(values, weight, median, width):

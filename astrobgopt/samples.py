@@ -70,10 +70,12 @@ class FitSamples:
         Full-resolution image shape (H, W).
     timings : dict
         Seconds spent on each stage so far.
-    fitted_fraction : `~numpy.ndarray`, shape (ny, nx), or None
-        The blocks' usable fraction as the fit used it (0 on the extended
-        objects it left out), set by `~astrobgopt.SplineOptBackground.fit`;
-        None before the fit, or when it used the blocks as they are.
+    sky_fraction : `~numpy.ndarray`, shape (ny, nx), or None
+        The blocks' usable fraction without the extended objects the fit
+        left out (0 on them), set by `~astrobgopt.SplineOptBackground.fit`;
+        None before the fit, when it used the blocks as they are, or when
+        the masking stopped in a crowded field (what it masked there is the
+        most significant part of the sky, not objects).
     """
 
     blocks: BlockSamples
@@ -81,15 +83,16 @@ class FitSamples:
     include_blocks: bool
     shape: tuple
     timings: dict = dataclasses.field(default_factory=dict)
-    fitted_fraction: np.ndarray | None = None
+    sky_fraction: np.ndarray | None = None
 
-    def fitted_pixels(self, start, stop):
+    def sky_pixels(self, start, stop):
         """
-        Whether each pixel of rows ``start:stop`` lies in a block the fit
-        used (not on an extended object it left out), shape (rows, W).
+        Whether each pixel of rows ``start:stop`` lies in a usable block of
+        sky (`sky_fraction`), shape (rows, W): the pixels the result's
+        ``background_rms`` is measured on.
         """
-        fraction = self.blocks.usable_fraction if self.fitted_fraction is None \
-            else self.fitted_fraction
+        fraction = self.blocks.usable_fraction if self.sky_fraction is None \
+            else self.sky_fraction
         return self.blocks.pixel_rows(fraction > 0, start, stop, self.shape[1])
 
     def arrays(self, block_fraction=None):
