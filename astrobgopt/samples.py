@@ -7,6 +7,7 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
+from astropy.utils.decorators import deprecated
 
 from .downsample import BlockSamples
 
@@ -94,6 +95,18 @@ class FitSamples:
         fraction = self.blocks.usable_fraction if self.sky_fraction is None \
             else self.sky_fraction
         return self.blocks.pixel_rows(fraction > 0, start, stop, self.shape[1])
+
+    @property
+    @deprecated('0.1', alternative='`sky_fraction` (None also where the masking stopped in a '
+                'crowded field)')
+    def fitted_fraction(self):
+        """The former name of `sky_fraction`."""
+        return self.sky_fraction
+
+    @deprecated('0.1', alternative='`sky_pixels`')
+    def fitted_pixels(self, start, stop):
+        """The former name of `sky_pixels`."""
+        return self.sky_pixels(start, stop)
 
     def arrays(self, block_fraction=None):
         """
