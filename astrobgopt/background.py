@@ -509,9 +509,9 @@ class SplineOptBackground:
         something and found no sky light, the masking is done again with
         the chosen points (what 32 could not follow may be sky structure).
         The seconds of these stages are added to ``samples.timings``, and
-        the blocks' usable fraction without the extended objects is
-        ``samples.sky_fraction`` (the result's ``background_rms`` leaves
-        out the objects the fit left out).
+        the blocks' usable fraction as the fit used it is
+        ``samples.fitted_fraction`` (the result's ``background_rms`` leaves
+        out what the fit left out).
 
         Parameters
         ----------
@@ -549,7 +549,7 @@ class SplineOptBackground:
                              f'{n_needed}: {", ".join(advice[:-1])} or '
                              f'{advice[-1]}')
         # In a process forked after TensorFlow started, in a helper process.
-        model, timings, samples.sky_fraction = _isolation.call(self._fit, samples)
+        model, timings, samples.fitted_fraction = _isolation.call(self._fit, samples)
         samples.timings.update(timings)
         return model
 
@@ -570,8 +570,7 @@ class SplineOptBackground:
         """
         `fit`'s work, in this process: the model, the samples' timings and
         the blocks' usable fraction with extended objects removed (None
-        without extended-object masking or where it stopped in a crowded
-        field, see `~astrobgopt.samples.FitSamples.sky_fraction`).
+        without extended-object masking).
         """
         from .optimize import fit_spline
 
@@ -614,8 +613,7 @@ class SplineOptBackground:
                            design=design, initial_values=initial_values,
                            outlier_cutoff=outlier_cutoff, progress=self.progress)
         samples.timings['fit'] = time.perf_counter() - start
-        return model, samples.timings, None if extended is None or extended.crowded \
-            else block_fraction
+        return model, samples.timings, block_fraction
 
     def result(self, prepared, samples, model, *, fill_value=0.0):
         """

@@ -220,7 +220,7 @@ def _rms_band(block, mask, model, estimator, samples, box, top):
     prepared = estimator.prepare(block, mask=mask)
     residual = sky_residual(prepared.image,
                             model.evaluate_image(samples.shape, rows=slice(top, bottom)),
-                            (prepared.usable_fraction > 0) & samples.sky_pixels(top, bottom))
+                            (prepared.usable_fraction > 0) & samples.fitted_pixels(top, bottom))
     return rms_box_statistics(residual, box)
 
 
@@ -307,7 +307,7 @@ class ChunkedBackgroundResult:
                                         self.samples, self.rms_box_size, top)
                 for band, band_mask, top in zip(data.to_delayed().ravel(), masks, tops)],
                 scheduler=self._scheduler)
-            self._rms_mesh = rms_mesh(bands)
+            self._rms_mesh = rms_mesh(bands, self.samples.blocks.crowding_weight)
             self.timings['rms'] = time.perf_counter() - start
         return self._rms_mesh[..., 0]
 

@@ -13,7 +13,8 @@ from astropy.utils import lazyproperty
 
 from . import _isolation
 from .chunked import band_height
-from .downsample import lower_width, pixel_blocks, tail_width
+from .downsample import GAUSSIAN_LOWER_PERCENTILE, GAUSSIAN_TAIL_PERCENTILE, lower_width, \
+    nan_percentiles, pixel_blocks
 
 __all__ = ['SplineOptBackgroundResult', 'mesh_resampler', 'rms_box_size', 'rms_box_statistics',
            'rms_mesh', 'sky_residual']
@@ -29,13 +30,6 @@ _RMS_FILTER_SIZE = 3
 # boxes around them are replaced by that median.
 _RMS_OUTLIER_SIZE = 7
 _RMS_OUTLIER_RATIO = 1.3
-# A box's scatter gives way to its (scaled) neighbouring-pixel difference
-# noise where it exceeds that by more than _RMS_STRUCTURE_RATIO: structure
-# the fit left, not noise. Taking the smaller of the two everywhere read
-# 0.95-0.97 of the true noise (median) on the scene suite's uncrowded
-# scenes, the minimum of two noisy estimates being biased low; this reads
-# 0.98-1.01 (benchmarks/bench_scenes.py, seeds 0-2).
-_RMS_STRUCTURE_RATIO = 1.3
 
 
 def rms_box_size(factor):
@@ -51,8 +45,9 @@ def rms_box_statistics(residual, box):
     Per-box statistics of the
     `~astrobgopt.SplineOptBackgroundResult.background_rms` map for residual rows
     (rows, W, k) that hold a whole number of ``box``-row boxes (or the
-    image's last rows), NaN where unusable: the spread of the residual's
-    lower tail (`~astrobgopt.downsample.tail_width`), the spread of the
+    image's last rows), NaN where unusable: two spreads of the residual
+    below its median (median minus 15.87th percentile, and 15.87th minus
+    2.275th percentile: the lower tail alone), the spread of the
     neighbouring-pixel differences below their median
     (`~astrobgopt.downsample.lower_width`), and whether enough of the box is
     usable. `rms_mesh` joins them.
@@ -60,17 +55,17 @@ def rms_box_statistics(residual, box):
     # Differences of neighbouring pixels, over sqrt(2), cancel whatever is
     # smooth in the residual (a star's halo, a nebula the fit left) but
     # underestimate correlated noise; the spread of the residual itself is
-    # right for any noise but grows on structure (`rms_mesh` weighs the
-    # two). The residual's spread comes from its lower tail, which faint
-    # stars reach least; the differences are symmetric, with a star's edges
-    # in both tails, so theirs comes from nearer the median. A 3-sigma
-    # clipped standard deviation (astropy's sigma_clip) made the map twice
-    # as slow (0.15 s against 0.08 s at 6 megapixels) for no better a map
-    # over the scene suite.
+    # right for any noise but grows on structure. The map is the smaller of
+    # the spread and the difference noise scaled by the median ratio of the
+    # two (1 for white noise). A 3-sigma clipped standard deviation
+    # (astropy's sigma_clip) made the map twice as slow (0.15 s against
+    # 0.08 s at 6 megapixels) for no better a map over the scene suite.
     differences = np.full_like(residual, np.nan)
     differences[:, 1:] = np.diff(residual, axis=1) / math.sqrt(2)
     boxes = pixel_blocks(residual, box, np.nan)
-    return (tail_width(boxes), lower_width(pixel_blocks(differences, box, np.nan))[1],
+    tail, low, median = nan_percentiles(
+        boxes, (GAUSSIAN_TAIL_PERCENTILE, GAUSSIAN_LOWER_PERCENTILE, 50))
+    return (median - low, low - tail, lower_width(pixel_blocks(differences, box, np.nan))[1],
             np.mean(np.isfinite(boxes), axis=-1) >= _RMS_MIN_USABLE)
 
 
@@ -85,23 +80,32 @@ def sky_residual(image, background, kept):
     return residual
 
 
-def rms_mesh(band_statistics):
+def rms_mesh(band_statistics, crowding_weight):
     """
     The `~astrobgopt.SplineOptBackgroundResult.background_rms` box map (ny, nx, k)
-    from the `rms_box_statistics`
-    of consecutive bands of rows: each box's scatter, or its difference
-    noise (scaled by the median ratio of the two) where the scatter exceeds
-    that by more than 1.3 times; then cleaned and median-filtered, NaN in
-    channels without a usable box.
+    from the `rms_box_statistics` of consecutive bands of rows: cleaned and
+    median-filtered, NaN in channels without a usable box.
+
+    Each box's spread is the one below the median, moved towards the lower
+    tail's by ``crowding_weight`` (per channel, in [0, 1]: the frame's
+    `~astrobgopt.downsample.BlockSamples.crowding_weight`). Where faint
+    stars fill the frame they lift the median away from the noise and
+    reach the lower tail least: on the scene suite's ``milky_way`` the map
+    reads 1.18 times the sky noise so, 1.56 from below the median. The tail
+    alone reads low elsewhere: it is noisier (0.08 sigma on 1024 Gaussian
+    pixels, against 0.046), and the skew of a Poisson sky shortens it (12 %
+    low at 20 electrons a pixel, 4 % at 200; below the median 4 % and
+    1.4 %).
     """
     from scipy.ndimage import median_filter
 
-    scatter, difference_noise, usable = (np.concatenate(part) for part in zip(*band_statistics))
+    below, tail, difference_noise, usable = (np.concatenate(part)
+                                             for part in zip(*band_statistics))
+    scatter = below - np.asarray(crowding_weight) * (below - tail)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # channels without a usable box
         correlation = np.nanmedian(scatter / difference_noise, axis=(0, 1))
-    difference_noise = correlation * difference_noise
-    rms = np.where(scatter > _RMS_STRUCTURE_RATIO * difference_noise, difference_noise, scatter)
+    rms = np.fmin(scatter, correlation * difference_noise)
     rms[~usable] = np.nan
     for channel in range(rms.shape[2]):
         plane = rms[..., channel]
@@ -172,7 +176,7 @@ class SplineOptBackgroundResult:
         self._data = prepared.image
         self._usable = prepared.usable_fraction > 0
         self._samples = samples.blocks
-        self._sky_pixels = samples.sky_pixels
+        self._fitted_pixels = samples.fitted_pixels
         self._unit = prepared.unit
         self._dtype = prepared.dtype
         self._coverage = prepared.coverage
@@ -218,11 +222,10 @@ class SplineOptBackgroundResult:
     def _residual_rows(self, top, stop):
         """
         Data minus background, rows ``top:stop``, NaN where unusable and on
-        the extended objects the fit left out (the map is the sky's noise;
-        see `~astrobgopt.samples.FitSamples.sky_pixels`).
+        the extended objects the fit left out (the map is the sky's noise).
         """
         return sky_residual(self._data[top:stop], self._background_rows(top, stop),
-                            self._usable[top:stop] & self._sky_pixels(top, stop))
+                            self._usable[top:stop] & self._fitted_pixels(top, stop))
 
     @lazyproperty
     def _rms_mesh(self):
@@ -237,7 +240,7 @@ class SplineOptBackgroundResult:
         box = self.rms_box_size
         band = band_height(box, width)
         rms = rms_mesh([rms_box_statistics(self._residual_rows(top, min(top + band, height)), box)
-                        for top in range(0, height, band)])
+                        for top in range(0, height, band)], self._samples.crowding_weight)
         self.timings['rms'] = time.perf_counter() - start
         return rms
 
@@ -257,13 +260,17 @@ class SplineOptBackgroundResult:
         RMS of the residual (data - background) at full resolution.
 
         Much as `photutils.background.Background2D` makes it, in boxes of
-        `rms_box_size` pixels: in each box, the spread of the residual's
-        lower tail (15.87th minus 2.275th percentile: faint unresolved stars
-        only add light, and reach the lower tail least), or, where structure
-        inflates that (above 1.3 times), the spread of the neighbouring-pixel
-        differences (which cancel a smooth halo), scaled by the median ratio
-        of the two over the image (1 for white noise, more for correlated
-        noise). The box map is cleaned of
+        `rms_box_size` pixels: in each box, the smaller of the residual's
+        spread below its median (median minus 15.87th percentile: faint
+        unresolved stars only add light) and the same spread of the
+        neighbouring-pixel differences (which cancel a smooth halo), the
+        latter scaled by the median ratio of the two over the image (1 for
+        white noise, more for correlated noise). In a crowded field (see
+        `~astrobgopt.downsample.BlockSamples.crowding_weight`) the residual's
+        spread moves to that of its lower tail alone (15.87th minus 2.275th
+        percentile), which the faint stars reach least
+        (`~astrobgopt.result.rms_mesh`).
+        The box map is cleaned of
         boxes an object still inflates (above 1.3 times the median of the
         7 x 7 boxes around), median-filtered over 3 x 3 boxes (boxes with
         fewer than half their pixels usable take the median) and
@@ -272,12 +279,7 @@ class SplineOptBackgroundResult:
         must not fill a box. Pixels of the extended objects the fit left
         out (``mask_extended``) are left out here too: their light adds
         photon noise and structure that are not the sky's, so boxes on them
-        take the map's median, as masked boxes do in ``Background2D``. In a
-        crowded field, where the masking stopped at the most significant
-        three quarters of the blocks, those count: they are not objects but
-        the blocks the noise lifted most, and the rest alone would read the
-        noise low (0.90 times on the suite's 256 x 256 scene, 1.04 with
-        them).
+        take the map's median, as masked boxes do in ``Background2D``.
         """
         return self._mesh_to_image(self._rms_mesh, self.rms_box_size)
 

@@ -7,7 +7,6 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
-from astropy.utils.decorators import deprecated
 
 from .downsample import BlockSamples
 
@@ -71,12 +70,10 @@ class FitSamples:
         Full-resolution image shape (H, W).
     timings : dict
         Seconds spent on each stage so far.
-    sky_fraction : `~numpy.ndarray`, shape (ny, nx), or None
-        The blocks' usable fraction without the extended objects the fit
-        left out (0 on them), set by `~astrobgopt.SplineOptBackground.fit`;
-        None before the fit, when it used the blocks as they are, or when
-        the masking stopped in a crowded field (what it masked there is the
-        most significant part of the sky, not objects).
+    fitted_fraction : `~numpy.ndarray`, shape (ny, nx), or None
+        The blocks' usable fraction as the fit used it (0 on the extended
+        objects it left out), set by `~astrobgopt.SplineOptBackground.fit`;
+        None before the fit, or when it used the blocks as they are.
     """
 
     blocks: BlockSamples
@@ -84,29 +81,16 @@ class FitSamples:
     include_blocks: bool
     shape: tuple
     timings: dict = dataclasses.field(default_factory=dict)
-    sky_fraction: np.ndarray | None = None
+    fitted_fraction: np.ndarray | None = None
 
-    def sky_pixels(self, start, stop):
-        """
-        Whether each pixel of rows ``start:stop`` lies in a usable block of
-        sky (`sky_fraction`), shape (rows, W): the pixels the result's
-        ``background_rms`` is measured on.
-        """
-        fraction = self.blocks.usable_fraction if self.sky_fraction is None \
-            else self.sky_fraction
-        return self.blocks.pixel_rows(fraction > 0, start, stop, self.shape[1])
-
-    @property
-    @deprecated('0.1', alternative='`sky_fraction` (None also where the masking stopped in a '
-                'crowded field)')
-    def fitted_fraction(self):
-        """The former name of `sky_fraction`."""
-        return self.sky_fraction
-
-    @deprecated('0.1', alternative='`sky_pixels`')
     def fitted_pixels(self, start, stop):
-        """The former name of `sky_pixels`."""
-        return self.sky_pixels(start, stop)
+        """
+        Whether each pixel of rows ``start:stop`` lies in a block the fit
+        used (not on an extended object it left out), shape (rows, W).
+        """
+        fraction = self.blocks.usable_fraction if self.fitted_fraction is None \
+            else self.fitted_fraction
+        return self.blocks.pixel_rows(fraction > 0, start, stop, self.shape[1])
 
     def arrays(self, block_fraction=None):
         """

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData, NDData
-from astropy.utils.exceptions import AstropyDeprecationWarning, AstropyUserWarning
+from astropy.utils.exceptions import AstropyUserWarning
 from numpy.testing import assert_allclose
 
 from astrobgopt import SplineOptBackground
@@ -256,14 +256,6 @@ def test_call_is_the_stages(sky):
     assert prepared.image.shape == sky.image.shape + (1,)
     assert prepared.usable_fraction.shape == sky.image.shape
     assert samples.blocks.factor == estimator.downscale_factor_for(sky.image.shape) == 5
-    # The extended objects the fit left out are not sky (for background_rms);
-    # the former names still answer, with a deprecation warning.
-    assert samples.sky_fraction.shape == samples.blocks.usable_fraction.shape
-    assert (samples.sky_fraction < samples.blocks.usable_fraction).any()
-    with pytest.warns(AstropyDeprecationWarning, match='sky_fraction'):
-        assert samples.fitted_fraction is samples.sky_fraction
-    with pytest.warns(AstropyDeprecationWarning, match='sky_pixels'):
-        np.testing.assert_array_equal(samples.fitted_pixels(0, 10), samples.sky_pixels(0, 10))
 
 
 def test_extra_samples_pull_the_fit_and_stand_alone():
