@@ -2,11 +2,11 @@
 The optimizer's compiled TensorFlow program, kept on disk between processes.
 
 Tracing the optimizer's `tf.function` and running it the first time takes
-about 0.45 s on a CPU: the first call of every new process pays it (each
-worker of a process pool, the helper process of a forked worker), where a
-warm fit of a 512 x 512 frame takes 0.1-0.35 s. A program saved once
-(`tf.saved_model`, some 150 kB, 0.3 s) loads in 0.09-0.11 s and first runs
-in 0.17-0.22 s: what is left is TensorFlow instantiating it, which no file
+about 0.16 s on a 2-core CPU: the first call of every new process pays it
+(each worker of a process pool, the helper process of a forked worker),
+where a warm fit of a 512 x 512 frame takes 0.04-0.2 s. A program saved
+once (`tf.saved_model`, some 60 kB, 0.1 s) loads in 0.04 s and first runs
+in 0.09 s: what is left is TensorFlow instantiating it, which no file
 carries. Numba's ``cache=True`` and JAX's persistent compilation cache keep
 compiled code the same way.
 

@@ -70,7 +70,8 @@ from ._choices import BIWEIGHT_CUTOFF, INITIALIZERS, LOSSES
 from ._startup import import_tensorflow, native_log_held
 from .config import FitConfig
 from .spline import (_NUMPY, SplineGrid, _determines_tail, _squared_distance, apply_spline,
-                     single_threaded_blas, solve_spline, tail_size)
+                     single_threaded_blas, solve_spline, spline_at_points_with_gradient,
+                     tail_size)
 
 tf = import_tensorflow()
 
@@ -87,8 +88,8 @@ class Conf(_config.ConfigNamespace):
     cache_compiled_program = _config.ConfigItem(
         True,
         "Keep the optimizer's compiled TensorFlow program in astrobgopt's cache "
-        'directory, so that a new process loads and instantiates it (about 0.3 s) '
-        'instead of compiling it (about 0.45 s on a CPU).')
+        'directory, so that a new process loads and instantiates it (about 0.13 s) '
+        'instead of compiling it (about 0.16 s on a 2-core CPU).')
 
 
 conf = Conf()
@@ -674,54 +675,81 @@ def _initial_values(basis, bending, target, fraction, config, start=None, cutoff
     return values, scaled_residual(values)[1]
 
 
-def _data_loss(loss, model, target, fraction, constants):
-    """The loss's data term for a fitted ``model`` at samples ``target``, ``fraction``."""
+def _data_loss(loss, model, target, fraction, constants, *, with_gradient=False):
+    """
+    The loss's data term for a fitted ``model`` at samples ``target``,
+    ``fraction``; with ``with_gradient``, ``(term, its gradient with respect
+    to model)``, in closed form (automatic differentiation of these few
+    lines built some fifty operations more for the fit's program to trace).
+    """
     sigma, offset, spread, alpha, _ = constants
     if loss == 'robust':
-        u = (target - model) * tf.sqrt(fraction)[:, None] / sigma
+        # Tukey's biweight of the residual in noise units: rho(u) =
+        # c^2/6 (1 - (1 - u^2/c^2)^3) inside the cut-off c, with rho'(u) =
+        # u (1 - u^2/c^2)^2. Unusable samples (fraction 0) have u = 0.
+        root_fraction = tf.expand_dims(tf.sqrt(fraction), 1) / sigma
+        u = (target - model) * root_fraction
         c2 = BIWEIGHT_CUTOFF ** 2
-        rho = c2 / 6.0 * (1.0 - tf.pow(tf.nn.relu(1.0 - tf.square(u) / c2), 3))
-        usable = tf.cast(fraction > 0, rho.dtype)
-        return tf.reduce_sum(rho * usable[:, None]) / tf.reduce_sum(usable)
+        inside = tf.nn.relu(1.0 - tf.square(u) / c2)
+        n_usable = tf.reduce_sum(tf.cast(fraction > 0, model.dtype))
+        term = tf.reduce_sum(c2 / 6.0 * (1.0 - inside * tf.square(inside))) / n_usable
+        if not with_gradient:
+            return term
+        return term, -(u * tf.square(inside) * root_fraction) / n_usable
     # The seed tool's asymmetric loss, in the data units of the fit: in
     # float64 (offset and spread are), as data near the float32 limit
-    # overflow it in float32.
+    # overflow it in float32. With the weighted means W(t) over samples of
+    # each channel (k channels) and their mean over channels <.>,
+    # L = log(Q), Q = <W(|r|)> + var(W(r)) + alpha (<W(relu(-r))> +
+    # <W(relu(-model))>) for the residual r = spread (target - model).
     dtype = model.dtype
     model = tf.cast(model, offset.dtype)
     fraction = tf.cast(fraction, offset.dtype)
     model_units = offset + spread * model
     residual = spread * (tf.cast(target, offset.dtype) - model)
-    total = tf.reduce_sum(fraction)
+    weight = tf.expand_dims(fraction / tf.reduce_sum(fraction), 1)
 
     def weighted_mean(term):
-        return tf.reduce_sum(term * fraction[:, None], axis=0) / total
+        return tf.reduce_sum(term * weight, axis=0)
 
-    l1 = tf.reduce_mean(weighted_mean(tf.abs(residual)))
-    overshoot = tf.reduce_mean(weighted_mean(tf.nn.relu(-residual)))
-    negative = tf.reduce_mean(weighted_mean(tf.nn.relu(-model_units)))
-    colour = tf.math.reduce_variance(weighted_mean(residual))
-    log_loss = tf.math.log(l1 + colour + tf.cast(alpha, offset.dtype) * (overshoot + negative)
-                           + 1e-30)
-    return tf.cast(log_loss, dtype)
+    means = weighted_mean(residual)
+    overshoot = tf.nn.relu(-residual)
+    negative = tf.nn.relu(-model_units)
+    quantity = (tf.reduce_mean(weighted_mean(tf.abs(residual))) + tf.math.reduce_variance(means)
+                + tf.cast(alpha, offset.dtype) * tf.reduce_mean(weighted_mean(overshoot + negative))
+                + 1e-30)
+    term = tf.cast(tf.math.log(quantity), dtype)
+    if not with_gradient:
+        return term
+    below = tf.cast(residual < 0, offset.dtype) - tf.cast(model_units < 0, offset.dtype)
+    n_channels = tf.cast(tf.size(means), offset.dtype)
+    gradient = (weight * spread / (n_channels * quantity)
+                * (tf.cast(alpha, offset.dtype) * below - tf.sign(residual)
+                   - 2.0 * (means - tf.reduce_mean(means))))
+    return term, tf.cast(gradient, dtype)
 
 
-def _objective(loss, order, centers, values, subsets, constants):
+def _objective(loss, order, centers, values, train, monitor, constants):
     """
-    The loss of control points ``centers`` with ``values`` on each subset of
-    samples (``(points, target, fraction)`` tuples), from one solve of the
-    spline.
+    The loss of control points ``centers`` with ``values`` on the training
+    and on the monitored samples (``(points, target, fraction)`` tuples),
+    from one solve of the spline, and the training loss's gradient with
+    respect to the centres and the values: ``(loss, monitored, d_centers,
+    d_values)``.
     """
     smoothing_scale = constants[4]
-    weights, polynomial = solve_spline(centers, values, order=order)
+    spline = spline_at_points_with_gradient(centers, values, train[0], order=order)
+    data_loss, d_fitted = _data_loss(loss, spline.fitted, *train[1:], constants,
+                                     with_gradient=True)
+    d_centers, d_values = spline.gradient(d_fitted, smoothing_scale)
     # The bending energy w^T K w of an interpolating spline equals w^T v
     # (K w + P a = v and P^T w = 0), as a function of the centres and values:
-    # no second kernel matrix to build, differentiate or trace.
-    bending = smoothing_scale * tf.reduce_sum(weights * values)
-    # One evaluation per subset: only the losses differentiated pay for a
-    # backward pass over their samples.
-    return [_data_loss(loss, apply_spline(centers, weights, polynomial, points, order=order),
-                       target, fraction, constants) + bending
-            for points, target, fraction in subsets]
+    # no second kernel matrix to build.
+    bending = smoothing_scale * tf.reduce_sum(spline.weights * values)
+    monitor_fitted = apply_spline(centers, spline.weights, spline.polynomial, monitor[0],
+                                  order=order)
+    return (data_loss + bending, _data_loss(loss, monitor_fitted, *monitor[1:], constants)
+            + bending, d_centers, d_values)
 
 
 def _spec(*shape, dtype=_OPTIMIZER_DTYPE):
@@ -814,18 +842,16 @@ def _traced_chunk(loss, order, batch_size):
 
         def body(i, centers, values, m_centers, v_centers, m_values, v_values,
                  best_loss, best_centers, best_values, counters, lr, losses):
-            step = tf.cast(counters[0], tf.int32)
+            done, wait, plateau = tf.unstack(counters)
+            step = tf.cast(done, tf.int32)
             if batch_size is None:
                 batch = train
             else:
                 index = tf.random.stateless_uniform([batch_size], seed=tf.stack([seed, step]),
                                                     maxval=n_samples, dtype=tf.int32)
                 batch = tuple(tf.gather(item, index) for item in train)
-            with tf.GradientTape() as tape:
-                tape.watch([centers, values])
-                loss_value, monitored = _objective(loss, order, centers, values,
-                                                   (batch, monitor), constants)
-            grad_centers, grad_values = tape.gradient(loss_value, [centers, values])
+            loss_value, monitored, grad_centers, grad_values = _objective(
+                loss, order, centers, values, batch, monitor, constants)
             improved = monitored < best_loss - _MIN_IMPROVEMENT * tf.abs(best_loss)
             best_loss = tf.where(improved, monitored, best_loss)
             best_centers = tf.where(improved, centers, best_centers)
@@ -840,12 +866,12 @@ def _traced_chunk(loss, order, batch_size):
 
             centers, m_centers, v_centers = adam(centers, grad_centers, m_centers, v_centers)
             values, m_values, v_values = adam(values, grad_values, m_values, v_values)
-            wait = tf.where(improved, zero, counters[1] + 1)
-            plateau = tf.where(improved, zero, counters[2] + 1)
+            wait = tf.where(improved, zero, wait + 1)
+            plateau = tf.where(improved, zero, plateau + 1)
             reduce_lr = plateau >= plateau_patience
             lr = tf.where(reduce_lr, 0.5 * lr, lr)
             plateau = tf.where(reduce_lr, zero, plateau)
-            counters = tf.stack([counters[0] + 1, wait, plateau])
+            counters = tf.stack([done + 1, wait, plateau])
             return (i + 1, centers, values, m_centers, v_centers, m_values, v_values,
                     best_loss, best_centers, best_values, counters, lr,
                     losses.write(i, tf.stack([loss_value, monitored])))
@@ -897,7 +923,7 @@ def _run_once(key):
     except Exception:  # noqa: BLE001 (the fit's own call raises it, with context)
         return
     if conf.cache_compiled_program and _program_name(*key) not in _program_cache.loaded:
-        # At exit (0.3 s, once per machine and version), not now: storing
+        # At exit (0.1 s, once per machine and version), not now: storing
         # here would delay this fit, and a thread storing after it would
         # outlive the fit into any pool forked next.
         atexit.register(_store_at_exit, os.getpid(), _program_name(*key), run_chunk)
@@ -914,9 +940,10 @@ def compile_optimizer_in_background(config, n_train):
     """
     Start compiling the optimizer's program for a fit of ``config`` on
     ``n_train`` samples in a thread, once per process, so that its first
-    call (about 0.45 s on a CPU: tracing, then TensorFlow instantiating the
-    program; about 0.3 s loaded from `_program_cache`) overlaps the work
-    before the fit's first step; `fit_spline` waits for it.
+    call (about 0.16 s on a 2-core CPU: tracing, then TensorFlow
+    instantiating the program; about 0.13 s loaded from `_program_cache`)
+    overlaps the work before the fit's first step; `fit_spline` waits for
+    it.
     """
     key = _optimizer_key(config, n_train)
     with _COMPILING_LOCK:

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from numpy.testing import assert_allclose
 
-from astrobgopt.optimize import FitConfig, _objective, fit_spline, grid_control_points
+from astrobgopt.optimize import LOSSES, FitConfig, _objective, fit_spline, grid_control_points
 from astrobgopt.spline import interpolate_spline
 
 
@@ -92,31 +92,47 @@ def test_losses_match_their_formulas():
     u = residual * np.sqrt(f)[:, None] / sigma
     c = 4.0
     rho = np.where(np.abs(u) < c, c ** 2 / 6 * (1 - (1 - (u / c) ** 2) ** 3), c ** 2 / 6)
-    robust, = _objective('robust', 2, centers, values, [(points, target, fraction)], constants)
-    assert_allclose(float(robust), rho.sum() / len(f), rtol=1e-10)
-
     data_residual = spread * residual
     model_units = offset + spread * model
 
     def wmean(term):
         return (term * f[:, None]).sum(axis=0) / f.sum()
 
-    expected = np.log(np.mean(wmean(np.abs(data_residual)))
-                      + np.var(wmean(data_residual))
-                      + alpha * (np.mean(wmean(np.maximum(-data_residual, 0)))
-                                 + np.mean(wmean(np.maximum(-model_units, 0)))))
-    asymmetric, = _objective('asymmetric', 2, centers, values, [(points, target, fraction)],
-                             constants)
-    assert_allclose(float(asymmetric), expected, rtol=1e-10)
+    asymmetric = np.log(np.mean(wmean(np.abs(data_residual)))
+                        + np.var(wmean(data_residual))
+                        + alpha * (np.mean(wmean(np.maximum(-data_residual, 0)))
+                                   + np.mean(wmean(np.maximum(-model_units, 0)))))
+    samples = (points, target, fraction)
+    for loss, expected in (('robust', rho.sum() / len(f)), ('asymmetric', asymmetric)):
+        value, monitored, *_ = _objective(loss, 2, centers, values, samples, samples, constants)
+        assert_allclose([float(value), float(monitored)], expected, rtol=1e-10)
 
-    # Several subsets share one solve: each gets its own loss.
-    half = slice(0, 20), slice(20, None)
-    subsets = [tuple(item[rows] for item in (points, target, fraction)) for rows in half]
-    for loss in ('robust', 'asymmetric'):
-        both = _objective(loss, 2, centers, values, subsets, constants)
-        alone = [_objective(loss, 2, centers, values, [subset], constants)[0]
-                 for subset in subsets]
-        assert_allclose(np.array(both), np.array(alone), rtol=1e-12)
+
+@pytest.mark.parametrize('loss', LOSSES)
+def test_the_fits_gradient_is_the_derivative_of_its_loss(loss):
+    # The step's gradient is written by hand (the spline's in astrobgopt.spline,
+    # the data terms' here): it must be what TensorFlow derives from the loss,
+    # bending penalty included; the monitored loss is the loss of its own
+    # samples, from the same solve.
+    rng = np.random.default_rng(2)
+    centers = tf.constant(grid_control_points((10, 10), 9) / 10.0 + rng.normal(0, 0.01, (9, 2)))
+    values = tf.constant(rng.normal(size=(9, 2)))
+    train, monitor = [(tf.constant(rng.uniform(0, 1, (n, 2))), tf.constant(rng.normal(size=(n, 2))),
+                       tf.constant(np.where(rng.random(n) < 0.1, 0.0, rng.uniform(0.2, 1, n))))
+                      for n in (80, 30)]
+    constants = tuple(tf.constant(v, tf.float64) for v in (
+        [0.5, 0.7], [0.1, -0.2], [2.0, 3.0], 5.0, 0.3))
+    with tf.GradientTape() as tape:
+        tape.watch([centers, values])
+        value, monitored, d_centers, d_values = _objective(loss, 2, centers, values, train,
+                                                           monitor, constants)
+    automatic = tape.gradient(value, [centers, values])
+    for ours, theirs in zip((d_centers, d_values), automatic):
+        assert np.abs(theirs.numpy()).max() > 1e-3
+        assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-8,
+                        atol=1e-10 * np.abs(theirs.numpy()).max())
+    alone = _objective(loss, 2, centers, values, monitor, monitor, constants)[0]
+    assert_allclose(float(monitored), float(alone), rtol=1e-12)
 
 
 def test_optimization_keeps_the_best_and_stops_early():

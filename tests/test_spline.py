@@ -141,26 +141,29 @@ def test_gradients_flow_to_positions_and_values(scattered):
 
 
 @pytest.mark.parametrize('order', [1, 2, 3, 4])
-def test_closed_form_kernel_gradient_matches_automatic_differentiation(scattered, order):
-    # The fit's kernel product has a hand-written gradient: it must equal
-    # what TensorFlow derives from the kernel's definition, for the points,
-    # the centres and the weights, a point sitting on a centre included.
+def test_closed_form_fit_gradient_matches_automatic_differentiation(scattered, order):
+    # The fit's step has a hand-written gradient through the linear system
+    # and the kernels: it must equal what TensorFlow derives from
+    # solve_spline and apply_spline, for the positions and the values, with
+    # the bending-energy term and a sample sitting on a centre.
     centers, values, queries = (tf.constant(item) for item in scattered)
     queries = tf.concat([queries, centers[:1]], axis=0)
-    weights = tf.constant(np.random.default_rng(4).normal(size=(40, 3)))
+    energy_weight = 0.7
+    with tf.GradientTape() as tape:
+        tape.watch([centers, values])
+        weights, polynomial = solve_spline(centers, values, order=order)
+        fitted = apply_spline(centers, weights, polynomial, queries, order=order)
+        loss = tf.reduce_sum(tf.sin(fitted)) + energy_weight * tf.reduce_sum(weights * values)
+    automatic = tape.gradient(loss, [centers, values])
 
-    def by_definition(points, centers, weights):
-        distances = spline._squared_distance(points, centers, spline._TENSORFLOW)
-        return tf.matmul(spline._kernel(distances, order, spline._TENSORFLOW), weights)
-
-    grads = []
-    for product in (lambda *args: spline._kernel_product(*args, order), by_definition):
-        with tf.GradientTape() as tape:
-            tape.watch([queries, centers, weights])
-            out = tf.reduce_sum(tf.sin(product(queries, centers, weights)))
-        grads.append(tape.gradient(out, [queries, centers, weights]))
-    for closed_form, automatic in zip(*grads):
-        assert_allclose(closed_form.numpy(), automatic.numpy(), rtol=1e-7, atol=1e-9)
+    evaluation = spline.spline_at_points_with_gradient(centers, values, queries, order=order)
+    assert_allclose(evaluation.fitted.numpy(), fitted.numpy(), rtol=1e-12, atol=1e-12)
+    assert_allclose(evaluation.weights.numpy(), weights.numpy(), rtol=1e-12, atol=1e-12)
+    closed_form = evaluation.gradient(tf.cos(evaluation.fitted), energy_weight)
+    for ours, theirs in zip(closed_form, automatic):
+        assert np.abs(theirs.numpy()).max() > 1e-3  # a gradient that matters
+        assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-9,
+                        atol=1e-11 * np.abs(theirs.numpy()).max())
 
 
 @pytest.mark.parametrize('order', [1, 2, 3, 4])
