@@ -63,6 +63,7 @@ from ._startup import import_tensorflow
 tf = import_tensorflow()
 
 __all__ = ['interpolate_spline', 'solve_spline', 'apply_spline', 'apply_spline_grid',
+           'spline_at_points_with_gradient', 'SplineAtPoints',
            'SplineGrid', 'SeparableResampler', 'linear_interpolation_matrix',
            'bending_energy', 'tail_size', 'SUPPORTED_ORDERS']
 
