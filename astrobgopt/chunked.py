@@ -221,7 +221,7 @@ def _rms_band(block, mask, model, estimator, samples, box, top):
     residual = sky_residual(prepared.image,
                             model.evaluate_image(samples.shape, rows=slice(top, bottom)),
                             (prepared.usable_fraction > 0) & samples.fitted_pixels(top, bottom))
-    return rms_box_statistics(residual, box)
+    return rms_box_statistics(residual, box, samples.blocks.crowding_weight)
 
 
 def _resampled_band(resampler, dtype, block_info=None):

@@ -123,7 +123,7 @@ class BlockSamples:
         stars, where the excess is mostly noise, are left as they are and
         no choice flips between similar frames. It lowers the blocks
         (`crowding_corrected`) and moves the result's ``background_rms``
-        towards the lower tail of the residual.
+        towards the residual's spread without the stars' pixels.
         """
         weight = np.clip((self.crowding - CROWDING_ONSET) / (CROWDING_FULL - CROWDING_ONSET),
                          0, 1)
@@ -178,8 +178,6 @@ def pixel_blocks(array, factor, fill):
 # Percentiles one Gaussian sigma below and above the median.
 GAUSSIAN_LOWER_PERCENTILE = 15.865525393145708
 GAUSSIAN_UPPER_PERCENTILE = 100 - GAUSSIAN_LOWER_PERCENTILE
-# Percentile two Gaussian sigmas below the median.
-GAUSSIAN_TAIL_PERCENTILE = 2.275013194817921
 #: `BlockSamples.crowding_corrected` starts lowering the blocks at this
 #: crowding and lowers them fully from CROWDING_FULL. Over the scene suite,
 #: frames other than milky_way's (1.06) are at most 0.11 (globular_cluster).

@@ -297,3 +297,33 @@ def test_stretch_applied_once_to_the_samples(sky):
     assert_allclose(samples.blocks.values[usable],
                     prepared.stretch.forward(linear.blocks.values[usable]))
     assert_allclose(samples.extra.values, prepared.stretch.forward([[0.2]]))
+
+
+def test_the_crowded_field_rms_spread_leaves_faint_stars_out_and_noise_alone():
+    # Gaussian stars (sigma 1.3 px) at 0.05 a pixel, peaks from 1 sigma of
+    # the noise: they widen the residual's spread below its median to twice
+    # the noise; without the pixels a 3 x 3 mean finds them in, it reads
+    # 1.05 times the noise (median of 32-pixel boxes). On noise alone that
+    # spread reads as the noise (0.998), and a frame that is not crowded
+    # (weight 0) keeps the spread below the median, without the search.
+    from astrobgopt.result import rms_box_statistics
+
+    rng = np.random.default_rng(5)
+    sigma, size = 2.0, 512
+    noise = rng.normal(0, sigma, (size, size, 1))
+    yy, xx = np.mgrid[0:size, 0:size]
+    stars = np.zeros((size, size))
+    n_stars = int(0.05 * size * size)
+    for x, y, peak in zip(rng.uniform(0, size, n_stars), rng.uniform(0, size, n_stars),
+                          sigma * (1 - rng.random(n_stars)) ** -1.5):
+        near = slice(max(int(y) - 6, 0), int(y) + 7), slice(max(int(x) - 6, 0), int(x) + 7)
+        stars[near] += peak * np.exp(-((xx[near] - x) ** 2 + (yy[near] - y) ** 2) / 3.38)
+
+    below, without_stars, _, _ = rms_box_statistics(noise, 32, np.array([1.0]))
+    assert abs(np.median(without_stars) / sigma - 1) < 0.01
+    crowded = noise + stars[..., None]
+    below, without_stars, _, _ = rms_box_statistics(crowded, 32, np.array([1.0]))
+    assert np.median(below) / sigma > 1.8
+    assert abs(np.median(without_stars) / sigma - 1) < 0.08
+    below, same, _, _ = rms_box_statistics(crowded, 32, np.array([0.0]))
+    assert same is below
