@@ -765,16 +765,16 @@ def _spec(*shape, dtype=_OPTIMIZER_DTYPE):
 # tracing time) and with every size left open (samples, control points,
 # channels), so that a new image shape, number of samples or of channels
 # runs the same graph instead of tracing anew.
-#: The optimizer's state: positions and values, Adam's two moments of each,
-#: the best monitored loss with its positions and values, the counters
-#: [steps done, steps since improvement, steps since the learning rate
-#: changed] and the learning rate.
-_STATE_SPEC = (_spec(None, 2), _spec(None, None), _spec(None, 2), _spec(None, 2),
-               _spec(None, None), _spec(None, None), _spec(), _spec(None, 2), _spec(None, None),
-               _spec(3), _spec())
-# Where the best positions and values, and the counters, sit in the state.
-_BEST_PARAMETERS = slice(7, 9)
-_COUNTERS = 9
+#: The optimizer's state: the parameters (each control point's position
+#: and values, side by side: one Adam update and fewer loop variables to
+#: trace), Adam's two moments of them, the best monitored loss with its
+#: parameters, the counters [steps done, steps since improvement, steps
+#: since the learning rate changed] and the learning rate.
+_STATE_SPEC = (_spec(None, None), _spec(None, None), _spec(None, None), _spec(),
+               _spec(None, None), _spec(3), _spec())
+# Where the best parameters and the counters sit in the state.
+_BEST_PARAMETERS = 4
+_COUNTERS = 5
 _SAMPLES_SPEC = (_spec(None, 2), _spec(None, None), _spec(None))
 _CONSTANTS_SPEC = (_spec(None), _spec(None, dtype=tf.float64), _spec(None, dtype=tf.float64),
                    _spec(), _spec())
@@ -788,9 +788,9 @@ def _initial_state(centers, control_values, learning_rate):
     initialization and keeps it as the best so far.
     """
     dtype = _OPTIMIZER_DTYPE
-    return (centers, control_values, *[tf.zeros_like(centers)] * 2,
-            *[tf.zeros_like(control_values)] * 2, tf.constant(dtype.max, dtype), centers,
-            control_values, tf.zeros(3, dtype), tf.constant(learning_rate, dtype))
+    parameters = tf.concat([centers, control_values], axis=1)
+    return (parameters, *[tf.zeros_like(parameters)] * 2, tf.constant(dtype.max, dtype),
+            parameters, tf.zeros(3, dtype), tf.constant(learning_rate, dtype))
 
 
 @functools.lru_cache(maxsize=None)
@@ -845,8 +845,7 @@ def _traced_chunk(loss, order, batch_size):
         n_samples = tf.shape(train[0])[0]
         zero = tf.zeros((), _OPTIMIZER_DTYPE)
 
-        def body(i, centers, values, m_centers, v_centers, m_values, v_values,
-                 best_loss, best_centers, best_values, counters, lr, losses):
+        def body(i, parameters, m, v, best_loss, best_parameters, counters, lr, losses):
             done, wait, plateau = tf.unstack(counters)
             step = tf.cast(done, tf.int32)
             if batch_size is None:
@@ -855,30 +854,26 @@ def _traced_chunk(loss, order, batch_size):
                 index = tf.random.stateless_uniform([batch_size], seed=tf.stack([seed, step]),
                                                     maxval=n_samples, dtype=tf.int32)
                 batch = tuple(tf.gather(item, index) for item in train)
+            centers, values = tf.split(parameters, [2, -1], axis=1)
             loss_value, monitored, grad_centers, grad_values = _objective(
                 loss, order, centers, values, batch, monitor, constants)
             improved = monitored < best_loss - _MIN_IMPROVEMENT * tf.abs(best_loss)
             best_loss = tf.where(improved, monitored, best_loss)
-            best_centers = tf.where(improved, centers, best_centers)
-            best_values = tf.where(improved, values, best_values)
+            best_parameters = tf.where(improved, parameters, best_parameters)
             t = tf.cast(step + 1, _OPTIMIZER_DTYPE)
             step_size = lr * tf.sqrt(1 - _ADAM_BETA2 ** t) / (1 - _ADAM_BETA1 ** t)
-
-            def adam(param, grad, m, v):
-                m = _ADAM_BETA1 * m + (1 - _ADAM_BETA1) * grad
-                v = _ADAM_BETA2 * v + (1 - _ADAM_BETA2) * tf.square(grad)
-                return param - step_size * m / (tf.sqrt(v) + _ADAM_EPSILON), m, v
-
-            centers, m_centers, v_centers = adam(centers, grad_centers, m_centers, v_centers)
-            values, m_values, v_values = adam(values, grad_values, m_values, v_values)
+            # Adam.
+            gradient = tf.concat([grad_centers, grad_values], axis=1)
+            m = _ADAM_BETA1 * m + (1 - _ADAM_BETA1) * gradient
+            v = _ADAM_BETA2 * v + (1 - _ADAM_BETA2) * tf.square(gradient)
+            parameters = parameters - step_size * m / (tf.sqrt(v) + _ADAM_EPSILON)
             wait = tf.where(improved, zero, wait + 1)
             plateau = tf.where(improved, zero, plateau + 1)
             reduce_lr = plateau >= plateau_patience
             lr = tf.where(reduce_lr, 0.5 * lr, lr)
             plateau = tf.where(reduce_lr, zero, plateau)
             counters = tf.stack([done + 1, wait, plateau])
-            return (i + 1, centers, values, m_centers, v_centers, m_values, v_values,
-                    best_loss, best_centers, best_values, counters, lr,
+            return (i + 1, parameters, m, v, best_loss, best_parameters, counters, lr,
                     losses.write(i, tf.stack([loss_value, monitored])))
 
         def cond(i, *loop_state):
@@ -1135,12 +1130,11 @@ def fit_spline(points, values, usable_fraction, shape, config=FitConfig(), *, de
                 if int(counters[0]) >= config.epochs:
                     stop_reason = f'reached epochs={config.epochs}'
                     break
-        best_centers, best_values = state[_BEST_PARAMETERS]
+        best_parameters = state[_BEST_PARAMETERS].numpy().astype(np.float64)
         # Each step records the losses of the parameters it started from, so
         # the first step's are the initialization's (the history's first row).
         history = [history[0], *history]
-        final_centers = best_centers.numpy().astype(np.float64)
-        control = best_values.numpy().astype(np.float64)
+        final_centers, control = best_parameters[:, :2], best_parameters[:, 2:]
         basis, bending = _design(final_centers, scaled_points, config.order)
         if config.loss == 'robust' and held.any():
             control, _ = _initial_values(basis, bending, target, fraction, config, start=control,
