@@ -2,12 +2,16 @@
 The optimizer's compiled TensorFlow program, kept on disk between processes.
 
 Tracing the optimizer's `tf.function` and running it the first time takes
-about 0.16 s on a 2-core CPU: the first call of every new process pays it
+about 0.15 s on a 2-core CPU: the first call of every new process pays it
 (each worker of a process pool, the helper process of a forked worker),
 where a warm fit of a 512 x 512 frame takes 0.04-0.2 s. A program saved
-once (`tf.saved_model`, some 60 kB, 0.1 s) loads in 0.04 s and first runs
+once (`tf.saved_model`, some 55 kB, 0.1 s) loads in 0.04 s and first runs
 in 0.09 s: what is left is TensorFlow instantiating it, which no file
-carries. Numba's ``cache=True`` and JAX's persistent compilation cache keep
+carries. Alone that saves little (0.14 s against 0.15 s), but beside the
+fit that runs meanwhile (`astrobgopt.optimize.compile_optimizer_in_background`)
+tracing, all Python, competes for the interpreter: with the program
+loaded, ``benchmarks/bench_pipeline.py``'s first call on a glow took
+0.03-0.09 s less. Numba's ``cache=True`` and JAX's persistent compilation cache keep
 compiled code the same way.
 
 A program is kept under astropy's cache directory for astrobgopt

@@ -88,8 +88,8 @@ class Conf(_config.ConfigNamespace):
     cache_compiled_program = _config.ConfigItem(
         True,
         "Keep the optimizer's compiled TensorFlow program in astrobgopt's cache "
-        'directory, so that a new process loads and instantiates it (about 0.13 s) '
-        'instead of compiling it (about 0.16 s on a 2-core CPU).')
+        'directory, so that a new process loads and instantiates it (about 0.14 s) '
+        'instead of compiling it (about 0.15 s on a 2-core CPU, more beside a fit).')
 
 
 conf = Conf()
@@ -940,8 +940,8 @@ def compile_optimizer_in_background(config, n_train):
     """
     Start compiling the optimizer's program for a fit of ``config`` on
     ``n_train`` samples in a thread, once per process, so that its first
-    call (about 0.16 s on a 2-core CPU: tracing, then TensorFlow
-    instantiating the program; about 0.13 s loaded from `_program_cache`)
+    call (about 0.15 s on a 2-core CPU: tracing, then TensorFlow
+    instantiating the program; about 0.14 s loaded from `_program_cache`)
     overlaps the work before the fit's first step; `fit_spline` waits for
     it.
     """
