@@ -307,7 +307,7 @@ class ChunkedBackgroundResult:
                                         self.samples, self.rms_box_size, top)
                 for band, band_mask, top in zip(data.to_delayed().ravel(), masks, tops)],
                 scheduler=self._scheduler)
-            self._rms_mesh = rms_mesh(bands, self.samples.blocks.crowding_weight)
+            self._rms_mesh = rms_mesh(bands)
             self.timings['rms'] = time.perf_counter() - start
         return self._rms_mesh[..., 0]
 

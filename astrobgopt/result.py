@@ -51,12 +51,19 @@ def rms_box_statistics(residual, box, crowding_weight):
     `~astrobgopt.SplineOptBackgroundResult.background_rms` map for residual rows
     (rows, W, k) that hold a whole number of ``box``-row boxes (or the
     image's last rows), NaN where unusable: the spread of the residual
-    below its median (median minus 15.87th percentile), the same without
-    the stars' pixels (`_star_pixels`; measured only where a channel's
-    ``crowding_weight`` is above 0, else the first again), the spread of
-    the neighbouring-pixel differences below their median
+    below its median (median minus 15.87th percentile), the spread of the
+    neighbouring-pixel differences below their median
     (`~astrobgopt.downsample.lower_width`), and whether enough of the box is
     usable. `rms_mesh` joins them.
+
+    The residual's spread moves towards the same without the stars' pixels
+    (`_star_pixels`) by ``crowding_weight`` (per channel, in [0, 1]: the
+    frame's `~astrobgopt.downsample.BlockSamples.crowding_weight`). Where
+    faint stars fill the frame their light widens the whole distribution,
+    even below the median, but a 3 x 3 mean finds most of them: on the
+    scene suite's ``milky_way`` the map reads 0.98 times the sky noise so
+    (1.21 at most), 1.56 (2.45) with the stars' pixels. Where the weight is
+    0 the search, which doubles the map's time, is not made.
     """
     # Differences of neighbouring pixels, over sqrt(2), cancel whatever is
     # smooth in the residual (a star's halo, a nebula the fit left) but
@@ -69,12 +76,12 @@ def rms_box_statistics(residual, box, crowding_weight):
     differences = np.full_like(residual, np.nan)
     differences[:, 1:] = np.diff(residual, axis=1) / math.sqrt(2)
     boxes = pixel_blocks(residual, box, np.nan)
-    below = lower_width(boxes)[1]
-    without_stars = below
-    if np.any(np.asarray(crowding_weight) > 0):
-        starless = np.where(_star_pixels(residual, below, box), np.nan, residual)
-        without_stars = lower_width(pixel_blocks(starless, box, np.nan))[1]
-    return (below, without_stars, lower_width(pixel_blocks(differences, box, np.nan))[1],
+    scatter = lower_width(boxes)[1]
+    weight = np.asarray(crowding_weight)
+    if np.any(weight > 0):
+        starless = np.where(_star_pixels(residual, scatter, box), np.nan, residual)
+        scatter = scatter - weight * (scatter - lower_width(pixel_blocks(starless, box, np.nan))[1])
+    return (scatter, lower_width(pixel_blocks(differences, box, np.nan))[1],
             np.mean(np.isfinite(boxes), axis=-1) >= _RMS_MIN_USABLE)
 
 
@@ -109,27 +116,15 @@ def sky_residual(image, background, kept):
     return residual
 
 
-def rms_mesh(band_statistics, crowding_weight):
+def rms_mesh(band_statistics):
     """
     The `~astrobgopt.SplineOptBackgroundResult.background_rms` box map (ny, nx, k)
     from the `rms_box_statistics` of consecutive bands of rows: cleaned and
     median-filtered, NaN in channels without a usable box.
-
-    Each box's spread is the one below the median, moved towards the same
-    without the stars' pixels by ``crowding_weight`` (per channel, in
-    [0, 1]: the frame's
-    `~astrobgopt.downsample.BlockSamples.crowding_weight`). Where faint
-    stars fill the frame their light widens the whole distribution, even
-    below the median, but a 3 x 3 mean finds most of them: on the scene
-    suite's ``milky_way`` the map reads 0.98 times the sky noise so (1.21 at
-    most), 1.56 (2.45) with the stars' pixels. Elsewhere the weight is 0
-    and the search, which doubles the map's time, is not made.
     """
     from scipy.ndimage import median_filter
 
-    below, without_stars, difference_noise, usable = (np.concatenate(part)
-                                                      for part in zip(*band_statistics))
-    scatter = below - np.asarray(crowding_weight) * (below - without_stars)
+    scatter, difference_noise, usable = (np.concatenate(part) for part in zip(*band_statistics))
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # channels without a usable box
         correlation = np.nanmedian(scatter / difference_noise, axis=(0, 1))
@@ -267,10 +262,9 @@ class SplineOptBackgroundResult:
         height, width = self._data.shape[:2]
         box = self.rms_box_size
         band = band_height(box, width)
-        crowding_weight = self._samples.crowding_weight
         rms = rms_mesh([rms_box_statistics(self._residual_rows(top, min(top + band, height)), box,
-                                           crowding_weight)
-                        for top in range(0, height, band)], crowding_weight)
+                                           self._samples.crowding_weight)
+                        for top in range(0, height, band)])
         self.timings['rms'] = time.perf_counter() - start
         return rms
 
@@ -298,9 +292,8 @@ class SplineOptBackgroundResult:
         white noise, more for correlated noise). In a crowded field (see
         `~astrobgopt.downsample.BlockSamples.crowding_weight`) the residual's
         spread moves to the same without the pixels of the faint stars
-        that a 3 x 3 mean finds (`~astrobgopt.result.rms_mesh`).
-        The box map is cleaned of
-        boxes an object still inflates (above 1.3 times the median of the
+        that a 3 x 3 mean finds (`~astrobgopt.result.rms_box_statistics`).
+        The box map is cleaned of boxes an object still inflates (above 1.3 times the median of the
         7 x 7 boxes around), median-filtered over 3 x 3 boxes (boxes with
         fewer than half their pixels usable take the median) and
         interpolated bilinearly to every pixel. The boxes are coarser than
